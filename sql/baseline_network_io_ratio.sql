@@ -1,0 +1,38 @@
+-- Baseline Of Kubernetes Container Network IO Ratio (ESCU v4), lookup k8s_container_network_io_ratio_baseline.
+--   | stats avg(eval(if(direction="transmit", io,null()))) as outbound_network_io
+--           avg(eval(if(direction="receive", io,null()))) as inbound_network_io by key _time
+--   | eval inbound:outbound = inbound_network_io/outbound_network_io
+--   | eval outbound:inbound = outbound_network_io/inbound_network_io
+--   | stats avg(*:*) as avg_*:* stdev(*:*) as stdev_*:* count latest(_time) as last_seen by key
+-- The per-bucket means run across all pods of the service (the known flaw: each pod is later
+-- tested against the spread of service-wide means). A ratio with a null side or a zero
+-- denominator is null, as SPL's division by zero is.
+CREATE OR REPLACE VIEW service_network_io AS
+SELECT
+    key,
+    bucket,
+    outbound_network_io,
+    inbound_network_io,
+    inbound_network_io / nullif(outbound_network_io, 0) AS "inbound:outbound",
+    outbound_network_io / nullif(inbound_network_io, 0) AS "outbound:inbound"
+FROM (
+    SELECT
+        key,
+        bucket,
+        avg(CASE WHEN direction = 'transmit' THEN io END) AS outbound_network_io,
+        avg(CASE WHEN direction = 'receive' THEN io END) AS inbound_network_io
+    FROM spans
+    GROUP BY key, bucket
+);
+
+CREATE OR REPLACE VIEW baseline_network_io_ratio AS
+SELECT
+    key,
+    avg("inbound:outbound") AS "avg_inbound:outbound",
+    avg("outbound:inbound") AS "avg_outbound:inbound",
+    stddev_samp("inbound:outbound") AS "stdev_inbound:outbound",
+    stddev_samp("outbound:inbound") AS "stdev_outbound:inbound",
+    count(*) AS "count",
+    to_unixtime(max(bucket)) AS last_seen
+FROM service_network_io
+GROUP BY key;

@@ -1,0 +1,33 @@
+-- Stages 1 and 2 of every rule, shared by both baselines and both detections.
+--   | mstats avg(k8s.pod.network.io) as io by k8s.cluster.name k8s.pod.name k8s.node.name direction span=10s
+--   | eval service = replace('k8s.pod.name', "-\w{5}$|-[abcdef0-9]{8,10}-\w{5}$", "")
+--   | eval key = 'k8s.cluster.name' + ":" + 'service'
+-- One row per (cluster, pod, node, direction, 10 s bucket): io is the mean over interfaces and
+-- over the 0, 1 or 2 scrapes of the span. A point missing any `by` field (or its value) is dropped.
+CREATE OR REPLACE VIEW spans AS
+SELECT
+    cluster,
+    pod,
+    node,
+    direction,
+    bucket,
+    io,
+    k8s_service(pod) AS service,
+    cluster || ':' || k8s_service(pod) AS key
+FROM (
+    SELECT
+        cluster,
+        pod,
+        node,
+        direction,
+        date_bin(INTERVAL '10 seconds', time) AS bucket,
+        avg(value) AS io
+    FROM metrics
+    WHERE metric = 'k8s.pod.network.io'
+      AND cluster IS NOT NULL
+      AND pod IS NOT NULL
+      AND node IS NOT NULL
+      AND direction IS NOT NULL
+      AND value IS NOT NULL
+    GROUP BY cluster, pod, node, direction, date_bin(INTERVAL '10 seconds', time)
+);

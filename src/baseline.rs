@@ -1,0 +1,246 @@
+//! ESCU baseline lookups: read from and written to `<lookup>.csv` (ESCU's columns, exact order,
+//! empty cell for null) with a Parquet twin, and registered as tables for the detections.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+};
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
+use datafusion::parquet::arrow::ArrowWriter;
+
+use crate::error::{Error, Result};
+use crate::output::write_atomically;
+use crate::rules::Rule;
+use iodrift_udfs::format_number;
+
+/// One rule's baseline: a row per key, with ESCU's lookup columns.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    pub rule: Rule,
+    pub batch: RecordBatch,
+}
+
+/// The lookup's schema: `key`, four Float64 statistics, `count` and `last_seen` (epoch seconds).
+pub fn lookup_schema(rule: &Rule) -> SchemaRef {
+    let fields: Vec<Field> = rule
+        .lookup_columns
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let data_type = match i {
+                0 => DataType::Utf8,
+                1..=4 => DataType::Float64,
+                _ => DataType::Int64,
+            };
+            Field::new(*name, data_type, i != 0)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+impl Baseline {
+    pub fn empty(rule: Rule) -> Baseline {
+        Baseline {
+            rule,
+            batch: RecordBatch::new_empty(lookup_schema(&rule)),
+        }
+    }
+
+    /// The baseline of the rows a baseline view returned, cast to the lookup schema.
+    pub fn from_batches(rule: Rule, batches: &[RecordBatch]) -> Result<Baseline> {
+        let schema = lookup_schema(&rule);
+        let converted = batches
+            .iter()
+            .map(|batch| {
+                let columns = schema
+                    .fields()
+                    .iter()
+                    .zip(batch.columns())
+                    .map(|(field, column)| cast(column, field.data_type()))
+                    .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
+                RecordBatch::try_new(schema.clone(), columns)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::query(format!("baseline {}", rule.name))(e.into()))?;
+        let batch = concat_batches(&schema, &converted)
+            .map_err(|e| Error::query(format!("baseline {}", rule.name))(e.into()))?;
+        Ok(Baseline { rule, batch })
+    }
+
+    pub fn csv_file_name(rule: &Rule) -> String {
+        format!("{}.csv", rule.lookup)
+    }
+
+    pub fn parquet_file_name(rule: &Rule) -> String {
+        format!("{}.parquet", rule.lookup)
+    }
+
+    /// Reads the rule's lookup CSV from `dir`: the header must be ESCU's, every cell must parse,
+    /// and keys must be unique. Errors name the file and the line.
+    pub fn read_csv(dir: &Path, rule: Rule) -> Result<Baseline> {
+        let path = dir.join(Baseline::csv_file_name(&rule));
+        let file_error = |reason: String| Error::Baseline {
+            path: path.clone(),
+            reason,
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_path(&path)
+            .map_err(|e| file_error(csv_reason(&e)))?;
+        let header = reader
+            .headers()
+            .map_err(|e| file_error(csv_reason(&e)))?
+            .clone();
+        if header.iter().ne(rule.lookup_columns.iter().copied()) {
+            return Err(file_error(format!(
+                "header is {:?}, expected {:?}",
+                header.iter().collect::<Vec<_>>().join(","),
+                rule.lookup_columns.join(",")
+            )));
+        }
+        let mut keys = StringBuilder::new();
+        let mut stats: [Float64Builder; 4] = Default::default();
+        let mut counts = [Int64Builder::new(), Int64Builder::new()];
+        let mut seen: HashMap<String, u64> = HashMap::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| file_error(csv_reason(&e)))?;
+            let line = record.position().map_or(0, |p| p.line());
+            let row_error = |reason: String| Error::BaselineRow {
+                path: path.clone(),
+                row: line,
+                reason,
+            };
+            let key = &record[0];
+            if let Some(first) = seen.insert(key.to_string(), line) {
+                return Err(row_error(format!(
+                    "duplicate key {key:?}, first on line {first}"
+                )));
+            }
+            keys.append_value(key);
+            for (i, builder) in stats.iter_mut().enumerate() {
+                builder.append_option(parse_stat(&record[i + 1]).map_err(|reason| {
+                    row_error(format!("column {}: {reason}", rule.lookup_columns[i + 1]))
+                })?);
+            }
+            for (i, builder) in counts.iter_mut().enumerate() {
+                builder.append_option(parse_integer(&record[i + 5]).map_err(|reason| {
+                    row_error(format!("column {}: {reason}", rule.lookup_columns[i + 5]))
+                })?);
+            }
+        }
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(keys.finish())];
+        columns.extend(stats.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        columns.extend(counts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        let batch = RecordBatch::try_new(lookup_schema(&rule), columns)
+            .map_err(|e| file_error(e.to_string()))?;
+        Ok(Baseline { rule, batch })
+    }
+
+    /// Writes `<lookup>.csv` and `<lookup>.parquet` into `dir`, each to a temporary name first.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        let csv_path = dir.join(Baseline::csv_file_name(&self.rule));
+        write_atomically(&csv_path, |file| self.write_csv(file))?;
+        let parquet_path = dir.join(Baseline::parquet_file_name(&self.rule));
+        write_atomically(&parquet_path, |file| {
+            let mut writer = ArrowWriter::try_new(file, self.batch.schema(), None)
+                .map_err(std::io::Error::other)?;
+            writer.write(&self.batch).map_err(std::io::Error::other)?;
+            writer.close().map_err(std::io::Error::other)?;
+            Ok(())
+        })?;
+        Ok(vec![csv_path, parquet_path])
+    }
+
+    fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut writer = csv::Writer::from_writer(out);
+        writer.write_record(self.rule.lookup_columns)?;
+        let keys = self.batch.column(0).as_string::<i32>();
+        let stats: Vec<_> = (1..=4)
+            .map(|i| self.batch.column(i).as_primitive::<Float64Type>())
+            .collect();
+        let counts: Vec<_> = (5..=6)
+            .map(|i| self.batch.column(i).as_primitive::<Int64Type>())
+            .collect();
+        for row in 0..self.batch.num_rows() {
+            let mut record = vec![keys.value(row).to_string()];
+            record.extend(stats.iter().map(|c| {
+                if c.is_null(row) {
+                    String::new()
+                } else {
+                    format_number(c.value(row))
+                }
+            }));
+            record.extend(counts.iter().map(|c| {
+                if c.is_null(row) {
+                    String::new()
+                } else {
+                    c.value(row).to_string()
+                }
+            }));
+            writer.write_record(&record)?;
+        }
+        writer.flush()
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.num_rows() == 0
+    }
+}
+
+fn csv_reason(error: &csv::Error) -> String {
+    match error.kind() {
+        csv::ErrorKind::Io(e) => e.to_string(),
+        _ => error.to_string(),
+    }
+}
+
+fn parse_stat(cell: &str) -> std::result::Result<Option<f64>, String> {
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    match cell.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(Some(v)),
+        _ => Err(format!("{cell:?} is not a finite number")),
+    }
+}
+
+/// An integer cell; Splunk may write epoch times with a fraction (`1709553590.000`).
+fn parse_integer(cell: &str) -> std::result::Result<Option<i64>, String> {
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    let text = cell.trim();
+    if let Ok(v) = text.parse::<i64>() {
+        return Ok(Some(v));
+    }
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 => Ok(Some(v as i64)),
+        _ => Err(format!("{cell:?} is not an integer")),
+    }
+}
+
+impl Baseline {
+    /// Runs the rule's baseline view (`sql/baseline_*.sql`) over the session's window.
+    pub async fn compute(session: &crate::session::Session, rule: Rule) -> Result<Baseline> {
+        let context = || Error::query(format!("compute baseline {}", rule.name));
+        let sql = format!("SELECT * FROM {} ORDER BY key", rule.baseline_view);
+        let batches = session
+            .ctx
+            .sql(&sql)
+            .await
+            .map_err(context())?
+            .collect()
+            .await
+            .map_err(context())?;
+        Baseline::from_batches(rule, &batches)
+    }
+}

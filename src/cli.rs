@@ -1,0 +1,175 @@
+//! Command-line flags of every `iodrift` command. Flag names are a contract: scripts call them.
+//! Values are parsed here only as far as clap can; time expressions resolve in `time`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::Format;
+use crate::rules::RuleChoice;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "iodrift",
+    version,
+    about = "Kubernetes pod network-IO anomaly detection: the Splunk ESCU rules on DataFusion"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compute the ESCU baselines over a window and write the lookup CSVs (and Parquet twins).
+    Baseline(BaselineArgs),
+    /// Run the ESCU detections over a window and print the findings.
+    Detect(DetectArgs),
+    /// SQL over the store, the baselines and every stage of both rules (a REPL without -c/-f).
+    Sql(SqlArgs),
+    /// Write a synthetic cluster, with injected attacks, straight into the store layout.
+    Generate(GenerateArgs),
+    /// Generate a small cluster, compute baselines, run both detections and show the findings.
+    Demo(DemoArgs),
+}
+
+/// The window flags shared by the commands that read one.
+#[derive(Debug, Clone, Args)]
+pub struct NowArg {
+    /// The time relative times are taken from: RFC 3339 or relative to the clock (default: the clock).
+    #[arg(long, value_name = "T")]
+    pub now: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// Store root: <root>/dt=YYYY-MM-DD/hour=HH/*.parquet.
+    #[arg(long, value_name = "S")]
+    pub store: String,
+    /// Directory the lookups are written to.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "all")]
+    pub rule: RuleChoice,
+    /// Start of the window (inclusive): RFC 3339, epoch seconds or Splunk relative time.
+    #[arg(
+        long,
+        value_name = "T",
+        default_value = "-30d@d",
+        allow_hyphen_values = true
+    )]
+    pub earliest: String,
+    /// End of the window (exclusive).
+    #[arg(
+        long,
+        value_name = "T",
+        default_value = "-1d@d",
+        allow_hyphen_values = true
+    )]
+    pub latest: String,
+    #[command(flatten)]
+    pub now: NowArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    #[arg(long, value_name = "S")]
+    pub store: String,
+    /// Directory holding the lookup CSVs written by `iodrift baseline`.
+    #[arg(long, value_name = "DIR")]
+    pub baselines: PathBuf,
+    #[arg(long, value_enum, default_value = "all")]
+    pub rule: RuleChoice,
+    #[arg(
+        long,
+        value_name = "T",
+        default_value = "-70m@m",
+        allow_hyphen_values = true
+    )]
+    pub earliest: String,
+    #[arg(
+        long,
+        value_name = "T",
+        default_value = "-10m@m",
+        allow_hyphen_values = true
+    )]
+    pub latest: String,
+    #[command(flatten)]
+    pub now: NowArg,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Write the findings to FILE (atomically) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// ESCU's filter macro: a SQL predicate over the output fields, e.g. `host <> 'node-1'`.
+    #[arg(long, value_name = "SQL_PREDICATE")]
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    #[arg(long, value_name = "S")]
+    pub store: String,
+    /// Directory holding lookup CSVs; without it the lookup tables are empty.
+    #[arg(long, value_name = "DIR")]
+    pub baselines: Option<PathBuf>,
+    /// Run these statements and exit.
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    pub commands: Vec<String>,
+    /// Run the statements of FILE and exit.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Restrict `metrics` to a window (both bounds needed); default: the whole store.
+    #[arg(
+        long,
+        value_name = "T",
+        allow_hyphen_values = true,
+        requires = "latest"
+    )]
+    pub earliest: Option<String>,
+    #[arg(
+        long,
+        value_name = "T",
+        allow_hyphen_values = true,
+        requires = "earliest"
+    )]
+    pub latest: Option<String>,
+    #[command(flatten)]
+    pub now: NowArg,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// Store root to write (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub clusters: u32,
+    /// Deployments per cluster (DaemonSets, StatefulSets, Jobs and static pods come on top).
+    #[arg(long, default_value_t = 12)]
+    pub services: u32,
+    /// Replicas per Deployment.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: u32,
+    /// First hour of data: RFC 3339 or relative time.
+    #[arg(
+        long,
+        value_name = "T",
+        default_value = "2026-03-01T00:00:00Z",
+        allow_hyphen_values = true
+    )]
+    pub start: String,
+    #[arg(long, default_value_t = 48)]
+    pub hours: u32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo store, baselines and findings go.
+    #[arg(default_value = "iodrift-demo")]
+    pub dir: PathBuf,
+}

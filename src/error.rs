@@ -1,0 +1,61 @@
+//! The error type of iodrift: every variant names the culprit (file, row, flag or expression).
+//! Commands print it as one line and exit non-zero.
+
+use std::path::PathBuf;
+
+use datafusion::error::DataFusionError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bad time {expr:?} for {flag}: {reason}")]
+    Time {
+        flag: &'static str,
+        expr: String,
+        reason: String,
+    },
+    #[error("bad window: latest {latest} is not after earliest {earliest}")]
+    EmptyWindow { earliest: String, latest: String },
+    #[error("store {location}: {reason}")]
+    Store { location: String, reason: String },
+    #[error("store file {path}: {reason}")]
+    StoreFile { path: String, reason: String },
+    #[error("baseline {}: {reason}", path.display())]
+    Baseline { path: PathBuf, reason: String },
+    #[error("baseline {} row {row}: {reason}", path.display())]
+    BaselineRow {
+        path: PathBuf,
+        row: u64,
+        reason: String,
+    },
+    #[error("bad --filter {filter:?}: {reason}")]
+    Filter { filter: String, reason: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Query {
+        context: String,
+        source: Box<DataFusionError>,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+
+    pub fn query(context: impl Into<String>) -> impl FnOnce(DataFusionError) -> Error {
+        let context = context.into();
+        move |source| Error::Query {
+            context,
+            source: Box::new(source),
+        }
+    }
+}

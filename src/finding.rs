@@ -1,0 +1,63 @@
+//! Findings: what a detection reports, one row per pod whose anomalies persisted, and the query
+//! that selects them from the `findings` view for the chosen rules, window and `--filter`.
+
+use datafusion::logical_expr::SortExpr;
+use datafusion::prelude::{DataFrame, col, lit};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::rules::Rule;
+use crate::session::Session;
+use crate::time::rfc3339;
+
+/// One finding, with the field names of ESCU's output and of its risk event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    #[serde(rename = "k8s.cluster.name")]
+    pub cluster: String,
+    /// The node: ESCU's risk object.
+    pub host: String,
+    #[serde(rename = "k8s.pod.name")]
+    pub pod: String,
+    #[serde(rename = "k8s.service")]
+    pub service: String,
+    /// Anomalous 10 s buckets in the window.
+    pub count: i64,
+    /// Distinct anomaly texts, in lexical order.
+    pub anomalies: Vec<String>,
+    pub rule: String,
+    pub risk_score: i64,
+    pub risk_message: String,
+    pub mitre_attack_id: String,
+    pub window_start: String,
+    pub window_end: String,
+}
+
+/// The findings of `rules` over the session's window, after the user's filter (ESCU's
+/// `..._filter` macro: a SQL predicate over the output fields), in a stable order.
+pub async fn query(session: &Session, rules: &[Rule], filter: Option<&str>) -> Result<DataFrame> {
+    let context = || Error::query("plan findings");
+    let findings = session.ctx.table("findings").await.map_err(context())?;
+    let window = session
+        .window
+        .ok_or_else(|| Error::Usage("findings need a window".into()))?;
+    let names = rules.iter().map(|r| lit(r.name)).collect();
+    let mut selected = findings
+        .filter(col("rule").in_list(names, false))
+        .map_err(context())?
+        .with_column("window_start", lit(rfc3339(window.earliest)))
+        .map_err(context())?
+        .with_column("window_end", lit(rfc3339(window.latest)))
+        .map_err(context())?;
+    if let Some(filter) = filter {
+        let bad = |e: datafusion::error::DataFusionError| Error::Filter {
+            filter: filter.to_string(),
+            reason: e.strip_backtrace(),
+        };
+        let predicate = selected.parse_sql_expr(filter).map_err(bad)?;
+        selected = selected.filter(predicate).map_err(bad)?;
+    }
+    let order = ["rule", "k8s.cluster.name", "host", "k8s.pod.name"]
+        .map(|name| SortExpr::new(datafusion::prelude::ident(name), true, false));
+    selected.sort(order.to_vec()).map_err(context())
+}

@@ -1,0 +1,436 @@
+//! `iodrift generate`: a synthetic cluster written straight into the store layout, with attack
+//! scenarios listed in a labels file beside the store. Deterministic for a seed.
+
+mod names;
+mod topology;
+mod traffic;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{DateTime, TimeZone, Utc};
+use datafusion::arrow::array::{
+    ArrayRef, DictionaryArray, Float64Array, Int32Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::Int32Type;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::metadata::SortingColumn;
+use datafusion::parquet::file::properties::WriterProperties;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::output::write_atomically;
+use crate::store::{self, NETWORK_IO_METRIC};
+use crate::time::rfc3339;
+pub use topology::{Cluster, Pod, Workload};
+pub use traffic::ScenarioKind;
+use traffic::{Injection, SCRAPE_MS};
+
+pub const HOUR_MS: i64 = 3_600_000;
+const MEMORY_METRIC: &str = "k8s.pod.memory.working_set";
+/// The detection window that the last hours' scenarios are placed in: ESCU's -70m..-10m.
+const FINAL_WINDOW_MS: (i64, i64) = (70 * 60_000, 10 * 60_000);
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub clusters: u32,
+    pub services: u32,
+    pub replicas: u32,
+    pub start: DateTime<Utc>,
+    pub hours: u32,
+    pub seed: u64,
+}
+
+impl Spec {
+    /// The first hour starts at `start` floored to the hour.
+    pub fn start_ms(&self) -> i64 {
+        self.start.timestamp_millis().div_euclid(HOUR_MS) * HOUR_MS
+    }
+
+    pub fn end_ms(&self) -> i64 {
+        self.start_ms() + i64::from(self.hours) * HOUR_MS
+    }
+}
+
+/// One injected attack, as the labels file lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Label {
+    pub scenario: ScenarioKind,
+    pub cluster: String,
+    pub namespace: String,
+    pub node: String,
+    pub pod: String,
+    /// The pod's ESCU service name.
+    pub service: String,
+    pub start: String,
+    pub end: String,
+    /// The rules that ought to report it; empty for scenarios that must not fire.
+    pub expected_rules: Vec<String>,
+}
+
+/// The labels file: the generation's parameters and every injected scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Labels {
+    pub seed: u64,
+    pub start: String,
+    pub end: String,
+    pub clusters: Vec<String>,
+    pub pods: usize,
+    pub scenarios: Vec<Label>,
+}
+
+/// What `generate` wrote.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub rows: u64,
+    pub files: usize,
+    pub pods: usize,
+    pub labels_path: PathBuf,
+    pub labels: Labels,
+}
+
+/// The labels file of the store at `store`: `<store>.labels.json`, beside it.
+pub fn labels_path(store: &Path) -> PathBuf {
+    let name = store
+        .file_name()
+        .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
+    store.with_file_name(format!("{name}.labels.json"))
+}
+
+/// Writes the synthetic store into `out` (one file per hour, all clusters, sorted by cluster,
+/// pod, direction and time) and the labels file beside it.
+pub fn generate(spec: &Spec, out: &Path) -> Result<Summary> {
+    if spec.clusters == 0 || spec.hours == 0 || spec.services == 0 {
+        return Err(Error::Usage(
+            "--clusters, --services and --hours must be at least 1".into(),
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(Error::io(out))?;
+    let mut clusters: Vec<Cluster> = (0..spec.clusters as usize)
+        .map(|i| topology::cluster(spec, i))
+        .collect();
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    let injections = plan_scenarios(spec, &clusters);
+    let labels = labels(spec, &clusters, &injections);
+
+    let next_hour = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let results: Vec<Result<u64>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut rows = 0;
+                    loop {
+                        let hour = next_hour.fetch_add(1, Ordering::Relaxed);
+                        if hour >= spec.hours as usize {
+                            return Ok(rows);
+                        }
+                        let start = spec.start_ms() + hour as i64 * HOUR_MS;
+                        let batch = hour_batch(spec, &clusters, &injections, start);
+                        rows += batch.num_rows() as u64;
+                        write_hour(out, start, &batch)?;
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("generator thread panicked"))
+            .collect()
+    });
+    let rows = results.into_iter().sum::<Result<u64>>()?;
+
+    let labels_path = labels_path(out);
+    write_atomically(&labels_path, |file| {
+        serde_json::to_writer_pretty(&mut *file, &labels).map_err(std::io::Error::other)
+    })?;
+    Ok(Summary {
+        rows,
+        files: spec.hours as usize,
+        pods: clusters.iter().map(|c| c.pods.len()).sum(),
+        labels_path,
+        labels,
+    })
+}
+
+/// Injections per cluster and pod: random ones over the whole range (after the first day, which
+/// stays clean for a first baseline), about one of each kind per 100 Deployment pods and day,
+/// and one of each kind in ESCU's last detection window so the store's last hour has findings.
+fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x5CE7_A210);
+    let mut plan: Vec<Vec<Vec<Injection>>> = clusters
+        .iter()
+        .map(|c| vec![Vec::new(); c.pods.len()])
+        .collect();
+    let (start, end) = (spec.start_ms(), spec.end_ms());
+    let clean_until = if spec.hours > 26 {
+        start + 24 * HOUR_MS
+    } else {
+        start
+    };
+    let mut place = |kind: ScenarioKind, during: std::ops::Range<i64>, rng: &mut ChaCha8Rng| {
+        let cluster = rng.random_range(0..clusters.len());
+        let candidates: Vec<usize> = clusters[cluster]
+            .pods
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| {
+                p.workload == Workload::Deployment
+                    && p.alive.start <= during.start
+                    && p.alive.end >= during.end
+                    && plan[cluster][*i].is_empty()
+                    && (kind != ScenarioKind::RatioFlip || {
+                        let ratio = p.profile.transmit_bps / p.profile.receive_bps;
+                        !(0.4..=2.5).contains(&ratio)
+                    })
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let pod = candidates[rng.random_range(0..candidates.len())];
+        plan[cluster][pod].push(Injection::new(kind, during, rng));
+    };
+    let deployment_pods: usize = clusters
+        .iter()
+        .map(|c| {
+            c.pods
+                .iter()
+                .filter(|p| p.workload == Workload::Deployment)
+                .count()
+        })
+        .sum();
+    let days = f64::from(spec.hours) / 24.0;
+    let per_kind = (deployment_pods as f64 * days / 100.0).floor() as usize;
+    for kind in ScenarioKind::ALL {
+        for _ in 0..per_kind {
+            let minutes = rng.random_range(kind.minutes());
+            let latest_start = end - minutes * 60_000;
+            if latest_start <= clean_until {
+                break;
+            }
+            let begin = rng.random_range(clean_until..latest_start) / 1000 * 1000;
+            place(kind, begin..begin + minutes * 60_000, &mut rng);
+        }
+    }
+    if spec.hours >= 3 {
+        let (window_start, window_end) = (end - FINAL_WINDOW_MS.0, end - FINAL_WINDOW_MS.1);
+        for (kind, during) in [
+            (ScenarioKind::Exfiltration, window_start - 30 * 60_000..end),
+            (
+                ScenarioKind::InboundFlood,
+                window_start - 20 * 60_000..window_end,
+            ),
+            (ScenarioKind::RatioFlip, window_start - 10 * 60_000..end),
+            (ScenarioKind::Burst, window_start..window_end),
+        ] {
+            place(kind, during, &mut rng);
+        }
+    }
+    plan
+}
+
+fn labels(spec: &Spec, clusters: &[Cluster], plan: &[Vec<Vec<Injection>>]) -> Labels {
+    let at = |ms: i64| rfc3339(Utc.timestamp_millis_opt(ms).single().expect("in range"));
+    let mut scenarios = Vec::new();
+    for (cluster, pods) in clusters.iter().zip(plan) {
+        for (pod, injections) in cluster.pods.iter().zip(pods) {
+            for injection in injections {
+                scenarios.push(Label {
+                    scenario: injection.kind,
+                    cluster: cluster.name.clone(),
+                    namespace: pod.namespace.to_string(),
+                    node: cluster.nodes[pod.node].clone(),
+                    pod: pod.name.clone(),
+                    service: iodrift_udfs::service_name(&pod.name).into_owned(),
+                    start: at(injection.during.start),
+                    end: at(injection.during.end),
+                    expected_rules: injection
+                        .kind
+                        .expected_rules()
+                        .iter()
+                        .map(|r| r.to_string())
+                        .collect(),
+                });
+            }
+        }
+    }
+    scenarios.sort_by(|a, b| (&a.start, &a.cluster, &a.pod).cmp(&(&b.start, &b.cluster, &b.pod)));
+    Labels {
+        seed: spec.seed,
+        start: at(spec.start_ms()),
+        end: at(spec.end_ms()),
+        clusters: clusters.iter().map(|c| c.name.clone()).collect(),
+        pods: clusters.iter().map(|c| c.pods.len()).sum(),
+        scenarios,
+    }
+}
+
+/// Dictionary-encoded column: distinct values, and a key per row.
+#[derive(Default)]
+struct Column {
+    values: Vec<String>,
+    index: HashMap<String, i32>,
+    keys: Vec<Option<i32>>,
+}
+
+impl Column {
+    fn value(&mut self, value: &str) -> i32 {
+        if let Some(key) = self.index.get(value) {
+            return *key;
+        }
+        let key = self.values.len() as i32;
+        self.values.push(value.to_string());
+        self.index.insert(value.to_string(), key);
+        key
+    }
+
+    fn array(self) -> ArrayRef {
+        let keys = Int32Array::from(self.keys);
+        let values = Arc::new(StringArray::from(self.values));
+        Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values).expect("keys index values"))
+    }
+}
+
+/// Every row of one hour, in store order: cluster, pod, direction (receive, transmit, then the
+/// gauge without direction), time, interface.
+fn hour_batch(
+    spec: &Spec,
+    clusters: &[Cluster],
+    plan: &[Vec<Vec<Injection>>],
+    hour: i64,
+) -> RecordBatch {
+    let mut time = Vec::new();
+    let mut value = Vec::new();
+    let [
+        mut metric,
+        mut cluster_col,
+        mut namespace,
+        mut node,
+        mut pod_col,
+        mut direction,
+        mut interface,
+    ] = std::array::from_fn(|_| Column::default());
+    let network = metric.value(NETWORK_IO_METRIC);
+    let memory = metric.value(MEMORY_METRIC);
+    let receive = direction.value("receive");
+    let transmit = direction.value("transmit");
+    for (cluster, injections) in clusters.iter().zip(plan) {
+        let cluster_key = cluster_col.value(&cluster.name);
+        for (pod, injections) in cluster.pods.iter().zip(injections) {
+            if pod.alive.start >= hour + HOUR_MS || pod.alive.end <= hour {
+                continue;
+            }
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                spec.seed
+                    ^ pod.id.rotate_left(17)
+                    ^ (hour as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93),
+            );
+            let points = traffic::points(spec.seed, pod, injections, hour, &mut rng);
+            if points.is_empty() {
+                continue;
+            }
+            let keys = [
+                Some(cluster_key),
+                Some(namespace.value(pod.namespace)),
+                Some(node.value(&cluster.nodes[pod.node])),
+                Some(pod_col.value(&pod.name)),
+            ];
+            let interface_keys: Vec<i32> =
+                pod.interfaces.iter().map(|i| interface.value(i)).collect();
+            for (dir, pick) in [(receive, 0), (transmit, 1)] {
+                for point in &points {
+                    let total = if pick == 0 {
+                        point.receive
+                    } else {
+                        point.transmit
+                    };
+                    for (index, key) in interface_keys.iter().enumerate() {
+                        time.push(point.time);
+                        value.push(
+                            (total * traffic::interface_share(interface_keys.len(), index)).round(),
+                        );
+                        metric.keys.push(Some(network));
+                        for (column, key) in
+                            [&mut cluster_col, &mut namespace, &mut node, &mut pod_col]
+                                .into_iter()
+                                .zip(keys)
+                        {
+                            column.keys.push(key);
+                        }
+                        direction.keys.push(Some(dir));
+                        interface.keys.push(Some(*key));
+                    }
+                }
+            }
+            for point in points
+                .iter()
+                .filter(|p| (p.time - pod.offset_ms).div_euclid(SCRAPE_MS) % 6 == 0)
+            {
+                time.push(point.time);
+                value.push(traffic::memory(pod, &mut rng));
+                metric.keys.push(Some(memory));
+                for (column, key) in [&mut cluster_col, &mut namespace, &mut node, &mut pod_col]
+                    .into_iter()
+                    .zip(keys)
+                {
+                    column.keys.push(key);
+                }
+                direction.keys.push(None);
+                interface.keys.push(None);
+            }
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(TimestampMillisecondArray::from(time).with_timezone("UTC")),
+        metric.array(),
+        cluster_col.array(),
+        namespace.array(),
+        node.array(),
+        pod_col.array(),
+        direction.array(),
+        interface.array(),
+        Arc::new(Float64Array::from(value)),
+    ];
+    RecordBatch::try_new(store::schema(), columns)
+        .expect("generated columns match the store schema")
+}
+
+fn write_hour(out: &Path, hour: i64, batch: &RecordBatch) -> Result<()> {
+    let at = Utc.timestamp_millis_opt(hour).single().expect("in range");
+    let dir = out
+        .join(format!("dt={}", at.format("%Y-%m-%d")))
+        .join(format!("hour={}", at.format("%H")));
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    let sorted_by = |column: usize| SortingColumn {
+        column_idx: column as i32,
+        descending: false,
+        nulls_first: false,
+    };
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("valid level"),
+        ))
+        .set_sorting_columns(Some(vec![
+            sorted_by(2),
+            sorted_by(5),
+            sorted_by(6),
+            sorted_by(0),
+        ]))
+        .build();
+    write_atomically(&dir.join("generated.parquet"), |file| {
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
+            .map_err(std::io::Error::other)?;
+        writer.write(batch).map_err(std::io::Error::other)?;
+        writer.close().map_err(std::io::Error::other)?;
+        Ok(())
+    })
+}

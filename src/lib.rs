@@ -1,0 +1,22 @@
+//! iodrift: the Splunk ESCU Kubernetes network-IO rules (two baselines, two detections) on
+//! Apache Arrow and DataFusion, over an hour-partitioned Parquet store of pod metrics.
+
+pub mod baseline;
+pub mod cli;
+pub mod error;
+pub mod finding;
+pub mod generate;
+pub mod output;
+pub mod repl;
+pub mod rules;
+pub mod session;
+pub mod store;
+pub mod time;
+
+pub use baseline::Baseline;
+pub use error::{Error, Result};
+pub use finding::Finding;
+pub use rules::Rule;
+pub use session::{Session, SessionBuilder};
+pub use store::Store;
+pub use time::Window;

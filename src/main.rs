@@ -1,0 +1,296 @@
+//! The `iodrift` command: parse flags → build session → plan SQL → write output.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use datafusion::arrow::array::RecordBatch;
+
+use iodrift::Baseline;
+use iodrift::cli::{BaselineArgs, Cli, Command, DemoArgs, DetectArgs, GenerateArgs, SqlArgs};
+use iodrift::error::{Error, Result};
+use iodrift::generate::{self, Spec};
+use iodrift::output::{Format, write_atomically, write_batches};
+use iodrift::repl::Repl;
+use iodrift::rules::RuleChoice;
+use iodrift::session::{Session, SessionBuilder};
+use iodrift::store::Store;
+use iodrift::time::{Window, resolve, resolve_now, rfc3339};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("IODRIFT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("iodrift: error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Baseline(args) => baseline(args).await,
+        Command::Detect(args) => detect(args).await.map(|_| ()),
+        Command::Sql(args) => sql(args).await,
+        Command::Generate(args) => generate(args).map(|_| ()),
+        Command::Demo(args) => demo(args).await,
+    }
+}
+
+fn window(earliest: &str, latest: &str, now: Option<&str>) -> Result<Window> {
+    Window::parse(earliest, latest, resolve_now(now)?)
+}
+
+async fn baseline(args: BaselineArgs) -> Result<()> {
+    let window = window(&args.earliest, &args.latest, args.now.now.as_deref())?;
+    let session = SessionBuilder::new(Store::open(&args.store)?)
+        .window(window)
+        .build()
+        .await?;
+    warn_about_empty_hours(&session);
+    for rule in args.rule.rules() {
+        let baseline = Baseline::compute(&session, rule).await?;
+        for path in baseline.write(&args.out)? {
+            println!(
+                "{}: {} keys -> {}",
+                rule.lookup,
+                baseline.len(),
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn detect(args: DetectArgs) -> Result<Vec<RecordBatch>> {
+    let rules = args.rule.rules();
+    let window = window(&args.earliest, &args.latest, args.now.now.as_deref())?;
+    let session = SessionBuilder::new(Store::open(&args.store)?)
+        .window(window)
+        .baselines(&args.baselines, &rules)
+        .build()
+        .await?;
+    warn_about_empty_hours(&session);
+    let findings = iodrift::finding::query(&session, &rules, args.filter.as_deref())
+        .await?
+        .collect()
+        .await
+        .map_err(Error::query("run detection"))?;
+    match &args.output {
+        Some(path) => write_atomically(path, |file| {
+            write_batches(file, &findings, args.format).map_err(std::io::Error::other)
+        })?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            write_batches(&mut stdout, &findings, args.format)?;
+            stdout.flush().map_err(Error::io("standard output"))?;
+        }
+    }
+    let count: usize = findings.iter().map(RecordBatch::num_rows).sum();
+    eprintln!(
+        "{count} findings from {} over [{}, {})",
+        rules.iter().map(|r| r.name).collect::<Vec<_>>().join(", "),
+        rfc3339(window.earliest),
+        rfc3339(window.latest)
+    );
+    Ok(findings)
+}
+
+async fn sql(args: SqlArgs) -> Result<()> {
+    let mut builder = SessionBuilder::new(Store::open(&args.store)?);
+    if let (Some(earliest), Some(latest)) = (&args.earliest, &args.latest) {
+        builder = builder.window(window(earliest, latest, args.now.now.as_deref())?);
+    }
+    if let Some(dir) = &args.baselines {
+        builder = builder.baselines(dir, &[]);
+    }
+    let session = builder.build().await?;
+    warn_about_empty_hours(&session);
+    let mut repl = Repl::new(session, args.format);
+    for command in &args.commands {
+        repl.run(command).await?;
+    }
+    if let Some(file) = &args.file {
+        repl.run_file(file).await?;
+    }
+    if args.commands.is_empty() && args.file.is_none() {
+        repl.interactive().await?;
+    }
+    Ok(())
+}
+
+fn generate(args: GenerateArgs) -> Result<generate::Summary> {
+    let spec = Spec {
+        clusters: args.clusters,
+        services: args.services,
+        replicas: args.replicas,
+        start: resolve(&args.start, Utc::now(), "--start")?,
+        hours: args.hours,
+        seed: args.seed,
+    };
+    let started = std::time::Instant::now();
+    let summary = generate::generate(&spec, &args.out)?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "generated {} rows ({} pods, {} hours, {} scenarios) into {} in {seconds:.1} s ({:.1} M rows/s); labels: {}",
+        summary.rows,
+        summary.pods,
+        summary.files,
+        summary.labels.scenarios.len(),
+        args.out.display(),
+        summary.rows as f64 / seconds / 1e6,
+        summary.labels_path.display()
+    );
+    Ok(summary)
+}
+
+/// The main job on an embedded default: a small cluster, both baselines, both detections.
+async fn demo(args: DemoArgs) -> Result<()> {
+    let store = args.dir.join("store");
+    let baselines = args.dir.join("baselines");
+    let findings_path = args.dir.join("findings.json");
+    let generated = generate(GenerateArgs {
+        out: store.clone(),
+        clusters: 1,
+        services: 12,
+        replicas: 3,
+        start: "2026-03-01T00:00:00Z".into(),
+        hours: 48,
+        seed: 1,
+    })?;
+    let now = generated.labels.end.clone();
+    let location = store.to_string_lossy().into_owned();
+    baseline(BaselineArgs {
+        store: location.clone(),
+        out: baselines.clone(),
+        rule: RuleChoice::All,
+        earliest: "-30d@d".into(),
+        latest: "-1d@d".into(),
+        now: iodrift::cli::NowArg {
+            now: Some(now.clone()),
+        },
+    })
+    .await?;
+    let findings = detect(DetectArgs {
+        store: location,
+        baselines: baselines.clone(),
+        rule: RuleChoice::All,
+        earliest: "-70m@m".into(),
+        latest: "-10m@m".into(),
+        now: iodrift::cli::NowArg {
+            now: Some(now.clone()),
+        },
+        format: Format::Json,
+        output: Some(findings_path.clone()),
+        filter: None,
+    })
+    .await?;
+    let summary = findings
+        .iter()
+        .map(|batch| {
+            let schema = batch.schema();
+            let columns = [
+                "rule",
+                "k8s.cluster.name",
+                "host",
+                "k8s.pod.name",
+                "k8s.service",
+                "count",
+                "risk_score",
+            ]
+            .map(|name| {
+                schema
+                    .index_of(name)
+                    .expect("findings carry the output fields")
+            });
+            batch.project(&columns)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::query("demo summary")(e.into()))?;
+    println!(
+        "\nFindings of both ESCU detections over ESCU's default window (-70m@m to -10m@m before {now}):"
+    );
+    write_batches(&mut std::io::stdout().lock(), &summary, Format::Table)?;
+    let detection_window = window("-70m@m", "-10m@m", Some(&now))?;
+    println!("\nScenarios injected into that window (labels):");
+    for label in &generated.labels.scenarios {
+        let during = (
+            parse_label_time(&label.start)?,
+            parse_label_time(&label.end)?,
+        );
+        if during.0 < detection_window.latest && during.1 > detection_window.earliest {
+            let expected = if label.expected_rules.is_empty() {
+                "no rule (too short to persist)".to_string()
+            } else {
+                label.expected_rules.join(", ")
+            };
+            println!(
+                "  {:?} on {} ({} to {}): expected {expected}",
+                label.scenario, label.pod, label.start, label.end
+            );
+        }
+    }
+    println!(
+        "\nstore:     {}\nlabels:    {}\nbaselines: {}\nfindings:  {} (with anomaly texts)",
+        store.display(),
+        generated.labels_path.display(),
+        baselines.display(),
+        findings_path.display()
+    );
+    println!(
+        "explore:   iodrift sql --store {} --baselines {}",
+        store.display(),
+        baselines.display()
+    );
+    Ok(())
+}
+
+fn parse_label_time(text: &str) -> Result<DateTime<Utc>> {
+    resolve(text, Utc::now(), "labels")
+}
+
+fn warn_about_empty_hours(session: &Session) {
+    let empty = &session.scan.empty_hours;
+    if empty.is_empty() {
+        return;
+    }
+    let total = session.scan.hours.len();
+    let mut ranges: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for hour in empty {
+        match ranges.last_mut() {
+            Some((_, end)) if *end == *hour => *end = *hour + chrono::Duration::hours(1),
+            _ => ranges.push((*hour, *hour + chrono::Duration::hours(1))),
+        }
+    }
+    let shown: Vec<String> = ranges
+        .iter()
+        .take(5)
+        .map(|(a, b)| format!("[{}, {})", rfc3339(*a), rfc3339(*b)))
+        .collect();
+    let more = if ranges.len() > 5 {
+        format!(" and {} more ranges", ranges.len() - 5)
+    } else {
+        String::new()
+    };
+    tracing::warn!(
+        "no data in {} of {total} hours of the window in store {}: {}{more}",
+        empty.len(),
+        session.store.location(),
+        shown.join(", ")
+    );
+}

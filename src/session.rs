@@ -1,0 +1,207 @@
+//! The one place that builds a DataFusion context for iodrift: UDFs, the store's `metrics`
+//! table, both baseline lookups, the `rules` table and every stage view of `sql/`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::ScalarValue;
+use datafusion::common::config::Dialect;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col, lit};
+use datafusion::sql::parser::DFParserBuilder;
+use datafusion::sql::sqlparser::dialect::dialect_from_str;
+
+use crate::baseline::Baseline;
+use crate::error::{Error, Result};
+use crate::rules::{RULES, Rule, SQL};
+use crate::store::{Scan, Store};
+use crate::time::Window;
+
+/// Configures and builds a [`Session`].
+#[derive(Debug)]
+pub struct SessionBuilder {
+    store: Store,
+    window: Option<Window>,
+    baselines: Option<PathBuf>,
+    required: Vec<Rule>,
+}
+
+/// A ready DataFusion context, and what the store scan found.
+pub struct Session {
+    pub ctx: SessionContext,
+    pub store: Store,
+    pub window: Option<Window>,
+    pub scan: Scan,
+}
+
+impl SessionBuilder {
+    /// A session over the whole store, without baselines (empty lookup tables).
+    pub fn new(store: Store) -> SessionBuilder {
+        SessionBuilder {
+            store,
+            window: None,
+            baselines: None,
+            required: Vec::new(),
+        }
+    }
+
+    /// Restricts `metrics` to the rows of `window`, reading only the hours it touches.
+    pub fn window(mut self, window: Window) -> SessionBuilder {
+        self.window = Some(window);
+        self
+    }
+
+    /// Loads the lookups found in `dir`; those of `required` must be there.
+    pub fn baselines(mut self, dir: impl Into<PathBuf>, required: &[Rule]) -> SessionBuilder {
+        self.baselines = Some(dir.into());
+        self.required = required.to_vec();
+        self
+    }
+
+    pub async fn build(self) -> Result<Session> {
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("iodrift", "public");
+        // The generic dialect takes `SELECT pod, cluster` for a trailing comma before a
+        // `CLUSTER BY` clause; PostgreSQL's reads `cluster` as the store's column.
+        config.options_mut().sql_parser.dialect = Dialect::PostgreSQL;
+        let ctx = SessionContext::new_with_config(config);
+        iodrift_udfs::register_all(&ctx);
+
+        let scan = match &self.window {
+            Some(window) => self.store.scan_window(window).await?,
+            None => self.store.scan_all().await?,
+        };
+        if scan.files.is_empty() && self.store.is_empty().await? {
+            return Err(Error::Store {
+                location: self.store.location().to_string(),
+                reason: "holds no dt=YYYY-MM-DD/hour=HH partitions".into(),
+            });
+        }
+        self.store
+            .check_files(
+                &scan.files,
+                ctx.runtime_env().cache_manager.get_file_metadata_cache(),
+            )
+            .await?;
+        register_metrics(&ctx, &self.store, &scan, self.window.as_ref())?;
+
+        for rule in RULES {
+            let baseline = match &self.baselines {
+                Some(dir) if self.required.contains(&rule) || lookup_exists(dir, &rule) => {
+                    Baseline::read_csv(dir, rule)?
+                }
+                _ => Baseline::empty(rule),
+            };
+            register_batch(&ctx, rule.lookup, baseline.batch)?;
+        }
+        register_batch(&ctx, "rules", rules_batch())?;
+
+        for (name, sql) in SQL {
+            run_script(&ctx, sql)
+                .await
+                .map_err(|e| Error::query(format!("sql/{name}"))(e))?;
+        }
+        Ok(Session {
+            ctx,
+            store: self.store,
+            window: self.window,
+            scan,
+        })
+    }
+}
+
+fn lookup_exists(dir: &Path, rule: &Rule) -> bool {
+    dir.join(Baseline::csv_file_name(rule)).exists()
+}
+
+fn register_metrics(
+    ctx: &SessionContext,
+    store: &Store,
+    scan: &Scan,
+    window: Option<&Window>,
+) -> Result<()> {
+    let table = store.table(&scan.files)?;
+    let context = || Error::query("register table metrics");
+    let rows = ctx.read_table(table).map_err(context())?;
+    let rows = match window {
+        None => rows,
+        Some(window) => {
+            let at = |instant: chrono::DateTime<chrono::Utc>| {
+                lit(ScalarValue::TimestampMillisecond(
+                    Some(instant.timestamp_millis()),
+                    Some("UTC".into()),
+                ))
+            };
+            rows.filter(
+                col("time")
+                    .gt_eq(at(window.earliest))
+                    .and(col("time").lt(at(window.latest))),
+            )
+            .map_err(context())?
+        }
+    };
+    ctx.register_table("metrics", rows.into_view())
+        .map_err(context())?;
+    Ok(())
+}
+
+fn register_batch(ctx: &SessionContext, name: &str, batch: RecordBatch) -> Result<()> {
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
+        .map_err(Error::query(format!("register table {name}")))?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(Error::query(format!("register table {name}")))?;
+    Ok(())
+}
+
+/// The `rules` table: each rule's name, ESCU detection name and risk data.
+fn rules_batch() -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("rule", DataType::Utf8, false),
+        Field::new("detection", DataType::Utf8, false),
+        Field::new("lookup", DataType::Utf8, false),
+        Field::new("risk_score", DataType::Int64, false),
+        Field::new("risk_message", DataType::Utf8, false),
+        Field::new("mitre_attack_id", DataType::Utf8, false),
+    ]));
+    let strings =
+        |f: fn(&Rule) -> &'static str| Arc::new(StringArray::from_iter_values(RULES.iter().map(f)));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            strings(|r| r.name),
+            strings(|r| r.detection),
+            strings(|r| r.lookup),
+            Arc::new(Int64Array::from_iter_values(
+                RULES.iter().map(|r| r.risk_score),
+            )),
+            strings(|r| r.risk_message),
+            strings(|r| r.mitre_attack_id),
+        ],
+    )
+    .expect("the rules table matches its schema")
+}
+
+/// Plans and runs every statement of `sql` in order, returning one DataFrame per statement
+/// (DDL statements have run by then; queries are left for the caller to collect).
+pub async fn run_script(
+    ctx: &SessionContext,
+    sql: &str,
+) -> datafusion::error::Result<Vec<DataFrame>> {
+    let dialect_name = ctx.state().config().options().sql_parser.dialect;
+    let dialect = dialect_from_str(dialect_name).ok_or_else(|| {
+        datafusion::error::DataFusionError::Plan(format!("unsupported SQL dialect {dialect_name}"))
+    })?;
+    let statements = DFParserBuilder::new(sql)
+        .with_dialect(dialect.as_ref())
+        .build()?
+        .parse_statements()?;
+    let mut frames = Vec::with_capacity(statements.len());
+    for statement in statements {
+        let plan = ctx.state().statement_to_plan(statement).await?;
+        frames.push(ctx.execute_logical_plan(plan).await?);
+    }
+    Ok(frames)
+}
