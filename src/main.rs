@@ -11,7 +11,7 @@ use iodrift::Baseline;
 use iodrift::cli::{BaselineArgs, Cli, Command, DemoArgs, DetectArgs, GenerateArgs, SqlArgs};
 use iodrift::error::{Error, Result};
 use iodrift::generate::{self, Spec};
-use iodrift::output::{Format, write_atomically, write_batches};
+use iodrift::output::{Format, Stdout, write_atomically, write_batches};
 use iodrift::repl::Repl;
 use iodrift::rules::RuleChoice;
 use iodrift::session::{Session, SessionBuilder};
@@ -96,7 +96,7 @@ async fn detect(args: DetectArgs) -> Result<Vec<RecordBatch>> {
             write_batches(file, &findings, args.format).map_err(std::io::Error::other)
         })?,
         None => {
-            let mut stdout = std::io::stdout().lock();
+            let mut stdout = Stdout::lock();
             write_batches(&mut stdout, &findings, args.format)?;
             stdout.flush().map_err(Error::io("standard output"))?;
         }
@@ -225,7 +225,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
     println!(
         "\nFindings of both ESCU detections over ESCU's default window (-70m@m to -10m@m before {now}):"
     );
-    write_batches(&mut std::io::stdout().lock(), &summary, Format::Table)?;
+    write_batches(&mut Stdout::lock(), &summary, Format::Table)?;
     let detection_window = window("-70m@m", "-10m@m", Some(&now))?;
     println!("\nScenarios injected into that window (labels):");
     for label in &generated.labels.scenarios {

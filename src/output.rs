@@ -8,6 +8,8 @@ use std::sync::Arc;
 use clap::ValueEnum;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::json::WriterBuilder;
+use datafusion::arrow::json::writer::{JsonArray, LineDelimited};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
@@ -55,6 +57,35 @@ pub fn write_atomically(
     Ok(())
 }
 
+/// Standard output that ends the process quietly, with success, when the reader has gone
+/// (`iodrift detect | head`), as command-line tools do, instead of reporting a broken pipe.
+pub struct Stdout(std::io::StdoutLock<'static>);
+
+impl Stdout {
+    pub fn lock() -> Stdout {
+        Stdout(std::io::stdout().lock())
+    }
+
+    fn check<T>(result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &result
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            std::process::exit(0);
+        }
+        result
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Self::check(self.0.write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Self::check(self.0.flush())
+    }
+}
+
 /// Writes batches in `format`. Table and CSV show list columns as JSON arrays of strings.
 pub fn write_batches(out: &mut dyn Write, batches: &[RecordBatch], format: Format) -> Result<()> {
     let fail = |e: datafusion::arrow::error::ArrowError| Error::query("write output")(e.into());
@@ -82,18 +113,19 @@ pub fn write_batches(out: &mut dyn Write, batches: &[RecordBatch], format: Forma
             Ok(())
         }
         Format::Json => {
-            let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut *out);
+            let mut writer = WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, JsonArray>(&mut *out);
             for batch in batches {
                 writer.write(batch).map_err(fail)?;
             }
             writer.finish().map_err(fail)?;
-            if batches.iter().all(|b| b.num_rows() == 0) {
-                write!(out, "[]").map_err(io)?;
-            }
             writeln!(out).map_err(io)
         }
         Format::Ndjson => {
-            let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut *out);
+            let mut writer = WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, LineDelimited>(&mut *out);
             for batch in batches {
                 writer.write(batch).map_err(fail)?;
             }

@@ -9,7 +9,7 @@ use datafusion::arrow::array::RecordBatch;
 use rustyline::error::ReadlineError;
 
 use crate::error::{Error, Result};
-use crate::output::{Format, write_batches};
+use crate::output::{Format, Stdout, write_batches};
 use crate::rules::STAGE_VIEWS;
 use crate::session::{Session, run_script};
 
@@ -61,7 +61,7 @@ impl Repl {
     }
 
     fn print(&self, batches: &[RecordBatch]) -> Result<()> {
-        let mut stdout = std::io::stdout().lock();
+        let mut stdout = Stdout::lock();
         write_batches(&mut stdout, batches, self.format)?;
         stdout.flush().map_err(Error::io("standard output"))
     }

@@ -97,6 +97,14 @@ pub struct Cluster {
 const ETH0: &[&str] = &["eth0"];
 const MULTUS: &[&str] = &["eth0", "net1"];
 
+/// What the pods of one workload share.
+struct Template {
+    namespace: &'static str,
+    workload: Workload,
+    profile: Profile,
+    interfaces: &'static [&'static str],
+}
+
 struct Builder<'a> {
     spec: &'a Spec,
     rng: ChaCha8Rng,
@@ -126,25 +134,16 @@ impl Builder<'_> {
         }
     }
 
-    fn push(
-        &mut self,
-        name: String,
-        namespace: &'static str,
-        node: usize,
-        workload: Workload,
-        profile: Profile,
-        interfaces: &'static [&'static str],
-        alive: Range<i64>,
-    ) {
+    fn push(&mut self, template: &Template, name: String, node: usize, alive: Range<i64>) {
         let pod = Pod {
             id: self.next_id(),
             name,
-            namespace,
+            namespace: template.namespace,
             node,
-            workload,
-            profile,
+            workload: template.workload,
+            profile: template.profile,
             scale: (self.rng.random_range(-0.15..0.15f64)).exp(),
-            interfaces,
+            interfaces: template.interfaces,
             alive,
             offset_ms: self.rng.random_range(0..10_000),
         };
@@ -165,7 +164,7 @@ impl Builder<'_> {
                 round => format!("{base}-{}", round + 1),
             };
             let profile = self.profile();
-            let interfaces = if i % 7 == 5 { MULTUS } else { ETH0 };
+            let interfaces = if i % 7 == 1 { MULTUS } else { ETH0 };
             // About 0.2% of real hashes are uint32s below 10^7 (7 characters or fewer): one
             // Deployment per cluster has one, so the rule's flaw shows in every store.
             let revision_hash = |rng: &mut ChaCha8Rng, first: bool| {
@@ -202,12 +201,14 @@ impl Builder<'_> {
                     let pod = deployment_pod(&name, &hash, &mut self.rng);
                     let node = self.random_node();
                     self.push(
+                        &Template {
+                            namespace,
+                            workload: Workload::Deployment,
+                            profile,
+                            interfaces,
+                        },
                         pod,
-                        namespace,
                         node,
-                        Workload::Deployment,
-                        profile,
-                        interfaces,
                         begin..finish,
                     );
                 }
@@ -225,12 +226,14 @@ impl Builder<'_> {
             for node in 0..self.nodes.len() {
                 let pod = generate_name(&format!("{name}-"), &mut self.rng);
                 self.push(
+                    &Template {
+                        namespace,
+                        workload: Workload::DaemonSet,
+                        profile,
+                        interfaces: ETH0,
+                    },
                     pod,
-                    namespace,
                     node,
-                    Workload::DaemonSet,
-                    profile,
-                    ETH0,
                     i64::MIN / 4..i64::MAX / 4,
                 );
             }
@@ -240,12 +243,14 @@ impl Builder<'_> {
         for node in 0..self.nodes.len() {
             let pod = format!("kube-proxy-{}", self.nodes[node]);
             self.push(
+                &Template {
+                    namespace: "kube-system",
+                    workload: Workload::Static,
+                    profile,
+                    interfaces: ETH0,
+                },
                 pod,
-                "kube-system",
                 node,
-                Workload::Static,
-                profile,
-                ETH0,
                 i64::MIN / 4..i64::MAX / 4,
             );
         }
@@ -257,12 +262,14 @@ impl Builder<'_> {
             for ordinal in 0..3 {
                 let node = self.random_node();
                 self.push(
+                    &Template {
+                        namespace: "data",
+                        workload: Workload::StatefulSet,
+                        profile,
+                        interfaces: ETH0,
+                    },
                     format!("{name}-{ordinal}"),
-                    "data",
                     node,
-                    Workload::StatefulSet,
-                    profile,
-                    ETH0,
                     i64::MIN / 4..i64::MAX / 4,
                 );
             }
@@ -287,12 +294,14 @@ impl Builder<'_> {
                 let finish = begin + self.rng.random_range(runs_ms.clone());
                 let node = self.random_node();
                 self.push(
+                    &Template {
+                        namespace: "data",
+                        workload: Workload::CronJob,
+                        profile,
+                        interfaces: ETH0,
+                    },
                     pod,
-                    "data",
                     node,
-                    Workload::CronJob,
-                    profile,
-                    ETH0,
                     begin..finish,
                 );
                 scheduled += every;

@@ -1,6 +1,8 @@
 //! An independent computation of the ESCU contract in plain Rust over the same rows: no SQL,
 //! no DataFusion, straight from `escu-semantics.md`, to check iodrift's plans against.
 
+#![allow(clippy::type_complexity)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -51,10 +53,23 @@ pub fn read_store(root: &Path) -> Vec<Row> {
                     .map(|i| strings.is_valid(i).then(|| strings.value(i).to_string()))
                     .collect::<Vec<_>>()
             };
-            let times = batch.column_by_name("time").unwrap().as_primitive::<TimestampMillisecondType>().clone();
-            let values = batch.column_by_name("value").unwrap().as_primitive::<Float64Type>().clone();
-            let (metric, cluster, node, pod, direction) =
-                (text("metric"), text("cluster"), text("node"), text("pod"), text("direction"));
+            let times = batch
+                .column_by_name("time")
+                .unwrap()
+                .as_primitive::<TimestampMillisecondType>()
+                .clone();
+            let values = batch
+                .column_by_name("value")
+                .unwrap()
+                .as_primitive::<Float64Type>()
+                .clone();
+            let (metric, cluster, node, pod, direction) = (
+                text("metric"),
+                text("cluster"),
+                text("node"),
+                text("pod"),
+                text("direction"),
+            );
             for i in 0..batch.num_rows() {
                 rows.push(Row {
                     time: times.value(i),
@@ -87,7 +102,10 @@ pub struct Span {
 pub fn spans(rows: &[Row], earliest: i64, latest: i64) -> Vec<Span> {
     let mut groups: BTreeMap<(String, String, String, String, i64), (f64, u64)> = BTreeMap::new();
     for row in rows {
-        if row.metric.as_deref() != Some("k8s.pod.network.io") || row.time < earliest || row.time >= latest {
+        if row.metric.as_deref() != Some("k8s.pod.network.io")
+            || row.time < earliest
+            || row.time >= latest
+        {
             continue;
         }
         let (Some(cluster), Some(pod), Some(node), Some(direction), Some(value)) =
@@ -97,7 +115,13 @@ pub fn spans(rows: &[Row], earliest: i64, latest: i64) -> Vec<Span> {
         };
         let bucket = row.time.div_euclid(10_000) * 10_000;
         let entry = groups
-            .entry((cluster.clone(), pod.clone(), node.clone(), direction.clone(), bucket))
+            .entry((
+                cluster.clone(),
+                pod.clone(),
+                node.clone(),
+                direction.clone(),
+                bucket,
+            ))
             .or_insert((0.0, 0));
         entry.0 += value;
         entry.1 += 1;
@@ -139,7 +163,9 @@ pub type BaselineRows = BTreeMap<String, ([Option<f64>; 4], i64, i64)>;
 pub fn network_io_baseline(spans: &[Span]) -> BaselineRows {
     let mut by_key: BTreeMap<&str, (Vec<f64>, Vec<f64>, i64, i64)> = BTreeMap::new();
     for span in spans {
-        let entry = by_key.entry(&span.key).or_insert((vec![], vec![], 0, i64::MIN));
+        let entry = by_key
+            .entry(&span.key)
+            .or_insert((vec![], vec![], 0, i64::MIN));
         match span.direction.as_str() {
             "transmit" => entry.0.push(span.io),
             "receive" => entry.1.push(span.io),
@@ -151,7 +177,12 @@ pub fn network_io_baseline(spans: &[Span]) -> BaselineRows {
     by_key
         .into_iter()
         .map(|(key, (out, inb, count, last))| {
-            let stats = [mean(&out), mean(&inb), sample_stdev(&out), sample_stdev(&inb)];
+            let stats = [
+                mean(&out),
+                mean(&inb),
+                sample_stdev(&out),
+                sample_stdev(&inb),
+            ];
             (key.to_string(), (stats, count, last / 1000))
         })
         .collect()
@@ -180,7 +211,10 @@ fn directions<'a>(spans: impl Iterator<Item = &'a Span>) -> (Option<f64>, Option
 pub fn network_io_ratio_baseline(spans: &[Span]) -> BaselineRows {
     let mut buckets: BTreeMap<(&str, i64), Vec<&Span>> = BTreeMap::new();
     for span in spans {
-        buckets.entry((&span.key, span.bucket)).or_default().push(span);
+        buckets
+            .entry((&span.key, span.bucket))
+            .or_default()
+            .push(span);
     }
     let mut by_key: BTreeMap<&str, (Vec<f64>, Vec<f64>, i64, i64)> = BTreeMap::new();
     for ((key, bucket), group) in buckets {
@@ -208,30 +242,66 @@ pub fn network_io_ratio_baseline(spans: &[Span]) -> BaselineRows {
 pub type Findings = BTreeMap<(String, String, String, String, String), (i64, Vec<String>)>;
 
 /// Stages 3 to 6 of both detections against lookups given as [`BaselineRows`].
-pub fn findings(spans: &[Span], io_baseline: &BaselineRows, ratio_baseline: &BaselineRows) -> Findings {
+pub fn findings(
+    spans: &[Span],
+    io_baseline: &BaselineRows,
+    ratio_baseline: &BaselineRows,
+) -> Findings {
     let mut per_pod: BTreeMap<(&str, &str, &str, &str, &str, i64), Vec<&Span>> = BTreeMap::new();
     for span in spans {
         per_pod
-            .entry((&span.cluster, &span.node, &span.pod, &span.service, &span.key, span.bucket))
+            .entry((
+                &span.cluster,
+                &span.node,
+                &span.pod,
+                &span.service,
+                &span.key,
+                span.bucket,
+            ))
             .or_default()
             .push(span);
     }
-    let mut anomalous: BTreeMap<(String, String, String, String, String), (i64, BTreeSet<String>)> = BTreeMap::new();
+    let mut anomalous: BTreeMap<(String, String, String, String, String), (i64, BTreeSet<String>)> =
+        BTreeMap::new();
     for ((cluster, node, pod, service, key, _), group) in per_pod {
         let (out, inb) = directions(group.into_iter());
         let rules = [
-            ("network-io", "higher than average", io_baseline.get(key), [("inbound_network_io", inb, 1, 3), ("outbound_network_io", out, 0, 2)]),
-            ("network-io-ratio", "ratio higher than average", ratio_baseline.get(key), [("inbound:outbound", ratio(inb, out), 0, 2), ("outbound:inbound", ratio(out, inb), 1, 3)]),
+            (
+                "network-io",
+                "higher than average",
+                io_baseline.get(key),
+                [
+                    ("inbound_network_io", inb, 1, 3),
+                    ("outbound_network_io", out, 0, 2),
+                ],
+            ),
+            (
+                "network-io-ratio",
+                "ratio higher than average",
+                ratio_baseline.get(key),
+                [
+                    ("inbound:outbound", ratio(inb, out), 0, 2),
+                    ("outbound:inbound", ratio(out, inb), 1, 3),
+                ],
+            ),
         ];
         for (rule, phrase, baseline, measures) in rules {
-            let Some((stats, _, _)) = baseline else { continue };
+            let Some((stats, _, _)) = baseline else {
+                continue;
+            };
             let measures: Vec<(&str, Option<f64>, Option<f64>, Option<f64>)> = measures
                 .iter()
                 .map(|(name, value, avg, stdev)| (*name, *value, stats[*avg], stats[*stdev]))
                 .collect();
             if let Some(text) = text(phrase, &measures).filter(|t| !t.is_empty()) {
                 let entry = anomalous
-                    .entry((rule.into(), cluster.into(), node.into(), pod.into(), service.into()))
+                    .entry((
+                        rule.into(),
+                        cluster.into(),
+                        node.into(),
+                        pod.into(),
+                        service.into(),
+                    ))
                     .or_default();
                 entry.0 += 1;
                 entry.1.insert(text);
@@ -253,22 +323,36 @@ pub fn read_lookup(path: &Path) -> BaselineRows {
         .map(|r| {
             let r = r.unwrap();
             let stat = |i: usize| (!r[i].is_empty()).then(|| r[i].parse::<f64>().unwrap());
-            (r[0].to_string(), ([stat(1), stat(2), stat(3), stat(4)], r[5].parse().unwrap(), r[6].parse().unwrap()))
+            (
+                r[0].to_string(),
+                (
+                    [stat(1), stat(2), stat(3), stat(4)],
+                    r[5].parse().unwrap(),
+                    r[6].parse().unwrap(),
+                ),
+            )
         })
         .collect()
 }
 
 /// Stage 5 written out again from the contract, measures already in lexical order.
-fn text(phrase: &str, measures: &[(&str, Option<f64>, Option<f64>, Option<f64>)]) -> Option<String> {
+fn text(
+    phrase: &str,
+    measures: &[(&str, Option<f64>, Option<f64>, Option<f64>)],
+) -> Option<String> {
     let mut text = String::new();
     for (m, value, avg, stdev) in measures {
-        let (Some(v), Some(a), Some(s)) = (value, avg, stdev) else { continue };
+        let (Some(v), Some(a), Some(s)) = (value, avg, stdev) else {
+            continue;
+        };
         if *v > *a + 4.0 * *s {
             if *s == 0.0 {
                 return None;
             }
             let z = round2((*v - *a) / *s);
-            text += &format!("{m} {phrase} by {z} Standard Deviations. {m}={v} avg_{m}={a} 'stdev_{m}'={s}, ");
+            text += &format!(
+                "{m} {phrase} by {z} Standard Deviations. {m}={v} avg_{m}={a} 'stdev_{m}'={s}, "
+            );
         }
     }
     Some(text.strip_suffix(", ").map(str::to_string).unwrap_or(text))
@@ -284,7 +368,9 @@ fn round2(x: f64) -> f64 {
     if frac.as_bytes()[2] >= b'5' {
         units += 1;
     }
-    let rounded: f64 = format!("{}.{:02}", units / 100, units % 100).parse().unwrap();
+    let rounded: f64 = format!("{}.{:02}", units / 100, units % 100)
+        .parse()
+        .unwrap();
     rounded.copysign(x)
 }
 

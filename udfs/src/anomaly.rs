@@ -40,7 +40,7 @@ pub fn anomaly_text(phrase: &str, measures: &[Measure<'_>]) -> Option<String> {
         else {
             continue;
         };
-        if !(value > avg + 4.0 * stdev) {
+        if value.partial_cmp(&(avg + 4.0 * stdev)) != Some(std::cmp::Ordering::Greater) {
             continue;
         }
         if stdev == 0.0 {
@@ -114,7 +114,7 @@ impl ScalarUDFImpl for AnomalyText {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         if arg_types.len() < 1 + FIELDS_PER_MEASURE
-            || (arg_types.len() - 1) % FIELDS_PER_MEASURE != 0
+            || !(arg_types.len() - 1).is_multiple_of(FIELDS_PER_MEASURE)
         {
             return plan_err!(
                 "{ANOMALY_TEXT_UDF_NAME} takes a phrase and then (name, value, avg, stdev) per measure, got {} arguments",

@@ -1,0 +1,203 @@
+//! Shared helpers of the integration tests: running the binary, generating stores and
+//! writing hand-made ones that follow the store contract.
+
+#![allow(dead_code)]
+
+pub mod reference;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use assert_cmd::Command;
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::parquet::arrow::ArrowWriter;
+
+/// The `iodrift` binary built for these tests.
+pub fn iodrift() -> Command {
+    let mut command = Command::cargo_bin("iodrift").unwrap();
+    command
+        .env("IODRIFT_LOG", "warn")
+        .env("HOME", std::env::temp_dir());
+    command
+}
+
+/// A generated store: 26 hours from 2026-03-01T00:00Z, four Deployments of two replicas
+/// plus the DaemonSets, StatefulSets, Jobs and static pods the generator adds.
+pub struct Generated {
+    pub dir: tempfile::TempDir,
+    pub store: PathBuf,
+}
+
+pub const START: &str = "2026-03-01T00:00:00Z";
+/// The end of the first day: baselines use [START, DAY_END).
+pub const DAY_END: &str = "2026-03-02T00:00:00Z";
+/// `--now` of the detections: ESCU's -70m@m..-10m@m is then [00:50, 01:50) on day two.
+pub const NOW: &str = "2026-03-02T02:00:00Z";
+
+pub fn generate(seed: u64) -> Generated {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    iodrift()
+        .args([
+            "generate",
+            "--services",
+            "4",
+            "--replicas",
+            "2",
+            "--hours",
+            "26",
+            "--start",
+            START,
+        ])
+        .args(["--seed", &seed.to_string(), "--out"])
+        .arg(&store)
+        .assert()
+        .success();
+    Generated { dir, store }
+}
+
+impl Generated {
+    /// Runs `iodrift baseline` over the first day into `<dir>/baselines`.
+    pub fn baselines(&self) -> PathBuf {
+        let out = self.dir.path().join("baselines");
+        iodrift()
+            .args([
+                "baseline",
+                "--earliest",
+                START,
+                "--latest",
+                DAY_END,
+                "--store",
+            ])
+            .arg(&self.store)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        out
+    }
+}
+
+/// One hand-made row of the store.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub time: &'static str,
+    pub metric: Option<&'static str>,
+    pub cluster: Option<&'static str>,
+    pub node: Option<&'static str>,
+    pub pod: Option<&'static str>,
+    pub direction: Option<&'static str>,
+    pub interface: Option<&'static str>,
+    pub value: f64,
+}
+
+/// A network-IO point of cluster `c1` on node `n1`, interface `eth0`.
+pub fn point(time: &'static str, pod: &'static str, direction: &'static str, value: f64) -> Point {
+    Point {
+        time,
+        metric: Some("k8s.pod.network.io"),
+        cluster: Some("c1"),
+        node: Some("n1"),
+        pod: Some(pod),
+        direction: Some(direction),
+        interface: Some("eth0"),
+        value,
+    }
+}
+
+fn millis(time: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(time)
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// Writes `points` into `root` by the store contract, with plain (not dictionary) strings,
+/// one file per hour partition.
+pub fn write_store(root: &Path, points: &[Point]) {
+    let mut hours: std::collections::BTreeMap<String, Vec<&Point>> = Default::default();
+    for p in points {
+        let t = chrono::DateTime::parse_from_rfc3339(p.time).unwrap();
+        hours
+            .entry(t.format("dt=%Y-%m-%d/hour=%H").to_string())
+            .or_default()
+            .push(p);
+    }
+    for (partition, points) in hours {
+        let dir = root.join(partition);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_parquet(&dir.join("part-0.parquet"), &points);
+    }
+}
+
+pub fn store_schema() -> Arc<Schema> {
+    let text = |name| Field::new(name, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        text("metric"),
+        text("cluster"),
+        text("namespace"),
+        text("node"),
+        text("pod"),
+        text("direction"),
+        text("interface"),
+        Field::new("value", DataType::Float64, true),
+    ]))
+}
+
+pub fn write_parquet(path: &Path, points: &[&Point]) {
+    let strings = |f: fn(&Point) -> Option<&'static str>| -> ArrayRef {
+        Arc::new(points.iter().map(|p| f(p)).collect::<StringArray>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            TimestampMillisecondArray::from(
+                points.iter().map(|p| millis(p.time)).collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
+        ),
+        strings(|p| p.metric),
+        strings(|p| p.cluster),
+        strings(|_| Some("default")),
+        strings(|p| p.node),
+        strings(|p| p.pod),
+        strings(|p| p.direction),
+        strings(|p| p.interface),
+        Arc::new(points.iter().map(|p| p.value).collect::<Float64Array>()),
+    ];
+    let batch = RecordBatch::try_new(store_schema(), columns).unwrap();
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+/// Standard output of a successful run, as text.
+pub fn stdout_of(command: &mut Command) -> String {
+    let output = command.assert().success().get_output().stdout.clone();
+    String::from_utf8(output).unwrap()
+}
+
+/// Runs `sql -c QUERY --format json` and returns the rows.
+pub fn query(
+    store: &Path,
+    baselines: Option<&Path>,
+    sql: &str,
+) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let mut command = iodrift();
+    command
+        .args(["sql", "--format", "json", "--store"])
+        .arg(store)
+        .args(["-c", sql]);
+    if let Some(dir) = baselines {
+        command.arg("--baselines").arg(dir);
+    }
+    let text = stdout_of(&mut command);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}

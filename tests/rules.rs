@@ -1,0 +1,446 @@
+//! The SQL plans of both baselines and both detections checked against an independent Rust
+//! computation of `escu-semantics.md` over the same rows, and hand-made stores for its edge cases.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::reference::{self, BaselineRows};
+use common::{DAY_END, NOW, START, iodrift, point, query, stdout_of, write_store};
+
+fn millis(time: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(time)
+        .unwrap()
+        .timestamp_millis()
+}
+
+fn close(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs()),
+        _ => false,
+    }
+}
+
+/// Same keys, counts and last_seen; statistics equal up to summation order.
+fn assert_same_baseline(name: &str, ours: &BaselineRows, expected: &BaselineRows) {
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "{name}: keys"
+    );
+    for (key, (stats, count, last_seen)) in expected {
+        let (our_stats, our_count, our_last_seen) = &ours[key];
+        assert_eq!(our_count, count, "{name} {key}: count");
+        assert_eq!(our_last_seen, last_seen, "{name} {key}: last_seen");
+        for (i, (a, b)) in our_stats.iter().zip(stats).enumerate() {
+            assert!(close(*a, *b), "{name} {key}: statistic {i}: {a:?} vs {b:?}");
+        }
+    }
+}
+
+#[test]
+fn baselines_match_the_reference() {
+    let generated = common::generate(7);
+    let baselines = generated.baselines();
+    let rows = reference::read_store(&generated.store);
+    let spans = reference::spans(&rows, millis(START), millis(DAY_END));
+    assert!(spans.len() > 10_000, "a day of spans, got {}", spans.len());
+
+    let io = reference::read_lookup(&baselines.join("k8s_container_network_io_baseline.csv"));
+    let expected_io = reference::network_io_baseline(&spans);
+    assert!(expected_io.len() >= 10);
+    assert_same_baseline("network-io", &io, &expected_io);
+
+    let ratio =
+        reference::read_lookup(&baselines.join("k8s_container_network_io_ratio_baseline.csv"));
+    let expected_ratio = reference::network_io_ratio_baseline(&spans);
+    assert_same_baseline("network-io-ratio", &ratio, &expected_ratio);
+
+    let header = |file: &str| {
+        std::fs::read_to_string(baselines.join(file))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        header("k8s_container_network_io_baseline.csv"),
+        "key,avg_outbound_network_io,avg_inbound_network_io,stdev_outbound_network_io,stdev_inbound_network_io,count,last_seen"
+    );
+    assert_eq!(
+        header("k8s_container_network_io_ratio_baseline.csv"),
+        "key,avg_inbound:outbound,avg_outbound:inbound,stdev_inbound:outbound,stdev_outbound:inbound,count,last_seen"
+    );
+    for twin in [
+        "k8s_container_network_io_baseline.parquet",
+        "k8s_container_network_io_ratio_baseline.parquet",
+    ] {
+        assert!(baselines.join(twin).is_file(), "{twin}");
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Finding {
+    rule: String,
+    #[serde(rename = "k8s.cluster.name")]
+    cluster: String,
+    host: String,
+    #[serde(rename = "k8s.pod.name")]
+    pod: String,
+    #[serde(rename = "k8s.service")]
+    service: String,
+    count: i64,
+    anomalies: Vec<String>,
+    risk_score: i64,
+    risk_message: String,
+    mitre_attack_id: String,
+    window_start: String,
+    window_end: String,
+}
+
+#[test]
+fn detections_match_the_reference_text_for_text() {
+    let generated = common::generate(3);
+    let baselines = generated.baselines();
+    let json = stdout_of(
+        iodrift()
+            .args(["detect", "--format", "json", "--now", NOW, "--store"])
+            .arg(&generated.store)
+            .arg("--baselines")
+            .arg(&baselines),
+    );
+    let findings: Vec<Finding> = serde_json::from_str(&json).unwrap();
+
+    let rows = reference::read_store(&generated.store);
+    let spans = reference::spans(
+        &rows,
+        millis("2026-03-02T00:50:00Z"),
+        millis("2026-03-02T01:50:00Z"),
+    );
+    let expected = reference::findings(
+        &spans,
+        &reference::read_lookup(&baselines.join("k8s_container_network_io_baseline.csv")),
+        &reference::read_lookup(&baselines.join("k8s_container_network_io_ratio_baseline.csv")),
+    );
+    let ours: reference::Findings = findings
+        .iter()
+        .map(|f| {
+            (
+                (
+                    f.rule.clone(),
+                    f.cluster.clone(),
+                    f.host.clone(),
+                    f.pod.clone(),
+                    f.service.clone(),
+                ),
+                (f.count, f.anomalies.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(ours.len(), findings.len(), "one finding per rule and pod");
+    assert!(
+        expected.keys().any(|k| k.0 == "network-io")
+            && expected.keys().any(|k| k.0 == "network-io-ratio"),
+        "the generated scenarios make both rules fire: {:?}",
+        expected.keys()
+    );
+    assert_eq!(ours, expected);
+
+    for finding in &findings {
+        let (score, message) = match finding.rule.as_str() {
+            "network-io" => (
+                20,
+                "Kubernetes Anomalous Inbound Outbound Network IO from container on host ",
+            ),
+            _ => (
+                25,
+                "Kubernetes Anomalous Inbound to Outbound Network IO Ratio from Container on host ",
+            ),
+        };
+        assert_eq!(finding.risk_score, score);
+        assert_eq!(finding.risk_message, format!("{message}{}", finding.host));
+        assert_eq!(finding.mitre_attack_id, "T1204");
+        assert_eq!(
+            (finding.window_start.as_str(), finding.window_end.as_str()),
+            ("2026-03-02T00:50:00Z", "2026-03-02T01:50:00Z")
+        );
+    }
+}
+
+#[test]
+fn every_labelled_sustained_scenario_in_the_window_is_found() {
+    let generated = common::generate(3);
+    let baselines = generated.baselines();
+    let labels: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(generated.dir.path().join("store.labels.json")).unwrap(),
+    )
+    .unwrap();
+    let json = stdout_of(
+        iodrift()
+            .args(["detect", "--format", "json", "--now", NOW, "--store"])
+            .arg(&generated.store)
+            .arg("--baselines")
+            .arg(&baselines),
+    );
+    let findings: Vec<Finding> = serde_json::from_str(&json).unwrap();
+    let mut checked = 0;
+    for label in labels["scenarios"].as_array().unwrap() {
+        let (start, end) = (
+            label["start"].as_str().unwrap(),
+            label["end"].as_str().unwrap(),
+        );
+        if millis(start) >= millis("2026-03-02T01:50:00Z")
+            || millis(end) <= millis("2026-03-02T00:50:00Z")
+        {
+            continue;
+        }
+        for rule in label["expected_rules"].as_array().unwrap() {
+            assert!(
+                findings
+                    .iter()
+                    .any(|f| f.pod == label["pod"] && f.rule == rule.as_str().unwrap()),
+                "{label} not reported by {rule}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "the window holds labelled scenarios ({checked})"
+    );
+}
+
+/// Stage 1 and 2 on hand-made rows: by-field nulls drop the row, interfaces and scrapes in a
+/// span are averaged, other metrics and rows outside [earliest, latest) are ignored.
+#[test]
+fn spans_follow_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut points = vec![
+        point(
+            "2026-03-01T10:00:00Z",
+            "web-7d9f8b6c5d-x2x4z",
+            "transmit",
+            100.0,
+        ),
+        point(
+            "2026-03-01T10:00:09.999Z",
+            "web-7d9f8b6c5d-x2x4z",
+            "transmit",
+            300.0,
+        ),
+        point(
+            "2026-03-01T10:00:10Z",
+            "web-7d9f8b6c5d-x2x4z",
+            "transmit",
+            50.0,
+        ),
+        point(
+            "2026-03-01T10:00:10Z",
+            "web-7d9f8b6c5d-x2x4z",
+            "receive",
+            10.0,
+        ),
+        point("2026-03-01T10:00:59.999Z", "nginx-proxy", "receive", 1.0),
+    ];
+    let mut other_interface = point(
+        "2026-03-01T10:00:10Z",
+        "web-7d9f8b6c5d-x2x4z",
+        "receive",
+        30.0,
+    );
+    other_interface.interface = Some("eth1");
+    points.push(other_interface);
+    let mut other_metric = point(
+        "2026-03-01T10:00:10Z",
+        "web-7d9f8b6c5d-x2x4z",
+        "receive",
+        1e9,
+    );
+    other_metric.metric = Some("k8s.pod.memory.working_set");
+    points.push(other_metric);
+    for strip in 0..4 {
+        let mut p = point(
+            "2026-03-01T10:00:20Z",
+            "web-7d9f8b6c5d-x2x4z",
+            "receive",
+            1e9,
+        );
+        match strip {
+            0 => p.cluster = None,
+            1 => p.node = None,
+            2 => p.pod = None,
+            _ => p.direction = None,
+        }
+        points.push(p);
+    }
+    points.push(point(
+        "2026-03-01T10:01:00Z",
+        "web-7d9f8b6c5d-x2x4z",
+        "receive",
+        1e9,
+    ));
+    points.push(point(
+        "2026-03-01T09:59:59.999Z",
+        "web-7d9f8b6c5d-x2x4z",
+        "receive",
+        1e9,
+    ));
+    write_store(&store, &points);
+
+    let rows = query(
+        &store,
+        None,
+        "SELECT CAST(bucket AS VARCHAR) AS bucket, pod, service, key, direction, io FROM spans \
+         WHERE bucket >= '2026-03-01T10:00:00Z' AND bucket < '2026-03-01T10:01:00Z' \
+         ORDER BY bucket, pod, direction",
+    );
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {} {}",
+                r["bucket"].as_str().unwrap(),
+                r["pod"],
+                r["service"],
+                r["key"],
+                r["direction"],
+                r["io"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            r#"2026-03-01T10:00:00Z "web-7d9f8b6c5d-x2x4z" "web" "c1:web" "transmit" 200.0"#,
+            r#"2026-03-01T10:00:10Z "web-7d9f8b6c5d-x2x4z" "web" "c1:web" "receive" 20.0"#,
+            r#"2026-03-01T10:00:10Z "web-7d9f8b6c5d-x2x4z" "web" "c1:web" "transmit" 50.0"#,
+            r#"2026-03-01T10:00:50Z "nginx-proxy" "nginx" "c1:nginx" "receive" 1.0"#,
+        ]
+    );
+
+    let out = dir.path().join("baselines");
+    iodrift()
+        .args([
+            "baseline",
+            "--earliest",
+            "2026-03-01T10:00:00Z",
+            "--latest",
+            "2026-03-01T10:01:00Z",
+            "--store",
+        ])
+        .arg(&store)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let io = reference::read_lookup(&out.join("k8s_container_network_io_baseline.csv"));
+    let expected: BaselineRows = BTreeMap::from([
+        (
+            "c1:nginx".into(),
+            (
+                [None, Some(1.0), None, None],
+                1,
+                millis("2026-03-01T10:00:50Z") / 1000,
+            ),
+        ),
+        (
+            "c1:web".into(),
+            (
+                [Some(125.0), Some(20.0), Some(106.06601717798213), None],
+                3,
+                millis("2026-03-01T10:00:10Z") / 1000,
+            ),
+        ),
+    ]);
+    assert_same_baseline("network-io", &io, &expected);
+}
+
+/// Stage 3 to 6 on hand-made rows: a zero denominator nulls the ratio, σ = 0 that fires
+/// silences the bucket, and a pod needs more than five anomalous buckets to be reported.
+#[test]
+fn detections_follow_the_contract_edge_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let times: Vec<&'static str> = (0..8)
+        .map(|i| &*Box::leak(format!("2026-03-01T12:0{i}:00Z").into_boxed_str()))
+        .collect();
+    let mut points = Vec::new();
+    for (i, t) in times.iter().enumerate() {
+        // "api": fires on outbound in 6 buckets; receive 0 makes outbound:inbound null.
+        points.push(point(t, "api-5d8c9b7f6d-abcde", "transmit", 1000.0));
+        points.push(point(t, "api-5d8c9b7f6d-abcde", "receive", 0.0));
+        // "flat": fires against a σ = 0 baseline, so never reported.
+        points.push(point(t, "flat-5d8c9b7f6d-abcde", "transmit", 500.0));
+        // "few": fires in only five buckets.
+        if i < 5 {
+            points.push(point(t, "few-5d8c9b7f6d-abcde", "transmit", 1000.0));
+        }
+    }
+    // Only the first six buckets of "api" are above its baseline.
+    for p in points
+        .iter_mut()
+        .filter(|p| p.pod == Some("api-5d8c9b7f6d-abcde") && p.direction == Some("transmit"))
+    {
+        if p.time >= "2026-03-01T12:06:00Z" {
+            p.value = 10.0;
+        }
+    }
+    write_store(&store, &points);
+
+    let baselines = dir.path().join("baselines");
+    std::fs::create_dir_all(&baselines).unwrap();
+    std::fs::write(
+        baselines.join("k8s_container_network_io_baseline.csv"),
+        "key,avg_outbound_network_io,avg_inbound_network_io,stdev_outbound_network_io,stdev_inbound_network_io,count,last_seen\n\
+         c1:api,10,5,1,,100,1772323200\n\
+         c1:flat,10,,0,,100,1772323200\n\
+         c1:few,10,,1,,100,1772323200\n",
+    )
+    .unwrap();
+    std::fs::write(
+        baselines.join("k8s_container_network_io_ratio_baseline.csv"),
+        "key,avg_inbound:outbound,avg_outbound:inbound,stdev_inbound:outbound,stdev_outbound:inbound,count,last_seen\n\
+         c1:api,0,0,0.5,0.5,100,1772323200\n",
+    )
+    .unwrap();
+
+    let pod_rows = query(
+        &store,
+        Some(&baselines),
+        "SELECT \"inbound:outbound\" AS io, \"outbound:inbound\" AS oi FROM pod_network_io WHERE service = 'api' LIMIT 1",
+    );
+    assert_eq!(pod_rows[0]["io"], serde_json::json!(0.0));
+    assert_eq!(pod_rows[0]["oi"], serde_json::Value::Null);
+
+    let json = stdout_of(
+        iodrift()
+            .args([
+                "detect",
+                "--format",
+                "json",
+                "--earliest",
+                "2026-03-01T12:00:00Z",
+                "--latest",
+                "2026-03-01T13:00:00Z",
+                "--store",
+            ])
+            .arg(&store)
+            .arg("--baselines")
+            .arg(&baselines),
+    );
+    let findings: Vec<Finding> = serde_json::from_str(&json).unwrap();
+    let summary: Vec<(String, String, i64)> = findings
+        .iter()
+        .map(|f| (f.rule.clone(), f.service.clone(), f.count))
+        .collect();
+    assert_eq!(summary, [("network-io".to_string(), "api".to_string(), 6)]);
+    assert_eq!(
+        findings[0].anomalies,
+        [
+            "outbound_network_io higher than average by 990 Standard Deviations. outbound_network_io=1000 avg_outbound_network_io=10 'stdev_outbound_network_io'=1"
+        ]
+    );
+}
