@@ -9,10 +9,10 @@
 CREATE OR REPLACE VIEW baseline_network_io AS
 SELECT
     key,
-    avg(CASE WHEN direction = 'transmit' THEN io END) AS avg_outbound_network_io,
-    avg(CASE WHEN direction = 'receive' THEN io END) AS avg_inbound_network_io,
-    stddev_samp(CASE WHEN direction = 'transmit' THEN io END) AS stdev_outbound_network_io,
-    stddev_samp(CASE WHEN direction = 'receive' THEN io END) AS stdev_inbound_network_io,
+    exact_avg(CASE WHEN direction = 'transmit' THEN io END) AS avg_outbound_network_io,
+    exact_avg(CASE WHEN direction = 'receive' THEN io END) AS avg_inbound_network_io,
+    exact_stddev_samp(CASE WHEN direction = 'transmit' THEN io END) AS stdev_outbound_network_io,
+    exact_stddev_samp(CASE WHEN direction = 'receive' THEN io END) AS stdev_inbound_network_io,
     count(*) AS "count",
     to_unixtime(max(bucket)) AS last_seen
 FROM spans

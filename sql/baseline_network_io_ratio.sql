@@ -19,8 +19,8 @@ FROM (
     SELECT
         key,
         bucket,
-        avg(CASE WHEN direction = 'transmit' THEN io END) AS outbound_network_io,
-        avg(CASE WHEN direction = 'receive' THEN io END) AS inbound_network_io
+        exact_avg(CASE WHEN direction = 'transmit' THEN io END) AS outbound_network_io,
+        exact_avg(CASE WHEN direction = 'receive' THEN io END) AS inbound_network_io
     FROM spans
     GROUP BY key, bucket
 );
@@ -28,10 +28,10 @@ FROM (
 CREATE OR REPLACE VIEW baseline_network_io_ratio AS
 SELECT
     key,
-    avg("inbound:outbound") AS "avg_inbound:outbound",
-    avg("outbound:inbound") AS "avg_outbound:inbound",
-    stddev_samp("inbound:outbound") AS "stdev_inbound:outbound",
-    stddev_samp("outbound:inbound") AS "stdev_outbound:inbound",
+    exact_avg("inbound:outbound") AS "avg_inbound:outbound",
+    exact_avg("outbound:inbound") AS "avg_outbound:inbound",
+    exact_stddev_samp("inbound:outbound") AS "stdev_inbound:outbound",
+    exact_stddev_samp("outbound:inbound") AS "stdev_outbound:inbound",
     count(*) AS "count",
     to_unixtime(max(bucket)) AS last_seen
 FROM service_network_io

@@ -24,8 +24,8 @@ FROM (
         service,
         key,
         bucket,
-        avg(CASE WHEN direction = 'transmit' THEN io END) AS outbound_network_io,
-        avg(CASE WHEN direction = 'receive' THEN io END) AS inbound_network_io
+        exact_avg(CASE WHEN direction = 'transmit' THEN io END) AS outbound_network_io,
+        exact_avg(CASE WHEN direction = 'receive' THEN io END) AS inbound_network_io
     FROM spans
     GROUP BY cluster, node, pod, service, key, bucket
 );

@@ -4,6 +4,8 @@
 --   | eval key = 'k8s.cluster.name' + ":" + 'service'
 -- One row per (cluster, pod, node, direction, 10 s bucket): io is the mean over interfaces and
 -- over the 0, 1 or 2 scrapes of the span. A point missing any `by` field (or its value) is dropped.
+-- Every mean and standard deviation of the rules uses exact_avg / exact_stddev_samp (crate
+-- iodrift-udfs): exact sums rounded once, so results never depend on row order or parallelism.
 CREATE OR REPLACE VIEW spans AS
 SELECT
     cluster,
@@ -21,7 +23,7 @@ FROM (
         node,
         direction,
         date_bin(INTERVAL '10 seconds', time) AS bucket,
-        avg(value) AS io
+        exact_avg(value) AS io
     FROM metrics
     WHERE metric = 'k8s.pod.network.io'
       AND cluster IS NOT NULL

@@ -61,7 +61,10 @@ impl SessionBuilder {
     }
 
     pub async fn build(self) -> Result<Session> {
-        let mut config = SessionConfig::new()
+        // DataFusion's own settings come from DATAFUSION_* variables, as in datafusion-cli
+        // (e.g. DATAFUSION_EXECUTION_TARGET_PARTITIONS=8).
+        let mut config = SessionConfig::from_env()
+            .map_err(|e| Error::Usage(format!("bad DATAFUSION_* setting: {e}")))?
             .with_information_schema(true)
             .with_default_catalog_and_schema("iodrift", "public");
         // The generic dialect takes `SELECT pod, cluster` for a trailing comma before a

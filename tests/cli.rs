@@ -55,20 +55,7 @@ fn findings_in_every_format() {
         .keys()
         .map(String::as_str)
         .collect();
-    for field in [
-        "k8s.cluster.name",
-        "host",
-        "k8s.pod.name",
-        "k8s.service",
-        "count",
-        "anomalies",
-        "rule",
-        "risk_score",
-        "risk_message",
-        "mitre_attack_id",
-        "window_start",
-        "window_end",
-    ] {
+    for field in common::FINDING_FIELDS {
         assert!(fields.contains(&field), "{field} missing from {fields:?}");
     }
 
@@ -83,20 +70,7 @@ fn findings_in_every_format() {
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     assert_eq!(
         reader.headers().unwrap().iter().collect::<Vec<_>>(),
-        [
-            "k8s.cluster.name",
-            "host",
-            "k8s.pod.name",
-            "k8s.service",
-            "count",
-            "anomalies",
-            "rule",
-            "risk_score",
-            "risk_message",
-            "mitre_attack_id",
-            "window_start",
-            "window_end"
-        ]
+        common::FINDING_FIELDS
     );
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(records.len(), json.len());

@@ -59,11 +59,27 @@ pub fn generate(seed: u64) -> Generated {
     Generated { dir, store }
 }
 
+/// The output fields of `iodrift detect`, in order.
+pub const FINDING_FIELDS: [&str; 12] = [
+    "k8s.cluster.name",
+    "host",
+    "k8s.pod.name",
+    "k8s.service",
+    "count",
+    "anomalies",
+    "rule",
+    "risk_score",
+    "risk_message",
+    "mitre_attack_id",
+    "window_start",
+    "window_end",
+];
+
 impl Generated {
-    /// Runs `iodrift baseline` over the first day into `<dir>/baselines`.
-    pub fn baselines(&self) -> PathBuf {
-        let out = self.dir.path().join("baselines");
-        iodrift()
+    /// `iodrift baseline` over the first day into `out`.
+    pub fn baseline_command(&self, out: &Path) -> Command {
+        let mut command = iodrift();
+        command
             .args([
                 "baseline",
                 "--earliest",
@@ -74,10 +90,27 @@ impl Generated {
             ])
             .arg(&self.store)
             .arg("--out")
-            .arg(&out)
-            .assert()
-            .success();
+            .arg(out);
+        command
+    }
+
+    /// Runs `iodrift baseline` over the first day into `<dir>/baselines`.
+    pub fn baselines(&self) -> PathBuf {
+        let out = self.dir.path().join("baselines");
+        self.baseline_command(&out).assert().success();
         out
+    }
+
+    /// `iodrift detect --format json` at [`NOW`] against `baselines`, parsed.
+    pub fn findings<T: serde::de::DeserializeOwned>(&self, baselines: &Path) -> Vec<T> {
+        let json = stdout_of(
+            iodrift()
+                .args(["detect", "--format", "json", "--now", NOW, "--store"])
+                .arg(&self.store)
+                .arg("--baselines")
+                .arg(baselines),
+        );
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
     }
 }
 

@@ -2,13 +2,17 @@
 //! Register them in any `SessionContext` with [`register_all`]; each module holds one function.
 
 mod anomaly;
+mod exact;
 mod number;
 mod service;
 
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 pub use anomaly::{ANOMALY_TEXT_UDF_NAME, AnomalyText, Measure, anomaly_text};
+pub use exact::{
+    EXACT_AVG_UDAF_NAME, EXACT_STDDEV_SAMP_UDAF_NAME, ExactAggregate, ExactSum, Moments, Statistic,
+};
 pub use number::{format_number, round_half_away_from_zero};
 pub use service::{K8S_SERVICE_UDF_NAME, K8sService, service_name};
 
@@ -20,9 +24,17 @@ pub fn all() -> Vec<ScalarUDF> {
     ]
 }
 
-/// Registers every UDF of this crate in `ctx`, replacing functions of the same name.
+/// Every aggregate function of this crate, ready to register.
+pub fn all_aggregates() -> Vec<AggregateUDF> {
+    vec![ExactAggregate::mean(), ExactAggregate::sample_stdev()]
+}
+
+/// Registers every function of this crate in `ctx`, replacing functions of the same name.
 pub fn register_all(ctx: &SessionContext) {
     for udf in all() {
         ctx.register_udf(udf);
+    }
+    for udaf in all_aggregates() {
+        ctx.register_udaf(udaf);
     }
 }
