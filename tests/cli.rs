@@ -659,3 +659,34 @@ fn demo_runs_the_main_job() {
             .unwrap();
     assert!(!findings.is_empty());
 }
+
+/// `data/` holds a sample store and its baselines; recomputing them gives the same bytes.
+#[test]
+fn the_sample_baselines_are_what_baseline_computes_from_the_sample_store() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let out = tempfile::tempdir().unwrap();
+    iodrift()
+        .args([
+            "baseline",
+            "--earliest",
+            START,
+            "--latest",
+            DAY_END,
+            "--store",
+        ])
+        .arg(data.join("store"))
+        .arg("--out")
+        .arg(out.path())
+        .assert()
+        .success();
+    for name in [
+        "k8s_container_network_io_baseline.csv",
+        "k8s_container_network_io_ratio_baseline.csv",
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(out.path().join(name)).unwrap(),
+            std::fs::read_to_string(data.join("baselines").join(name)).unwrap(),
+            "{name}"
+        );
+    }
+}
