@@ -28,7 +28,9 @@ pub enum ScenarioKind {
     InboundFlood,
     /// Inbound and outbound swap: the ratio turns over, the volume barely moves.
     RatioFlip,
-    /// Three outbound bursts of 12 to 25 s: fewer than six anomalous buckets, must not fire.
+    /// Two outbound bursts of 4 to 8 s. Jitter keeps scrapes 5 s or more apart (except where it
+    /// is clamped at an hour's edge), so each burst lands in at most two scrapes: at most four
+    /// anomalous buckets, which must not fire.
     Burst,
 }
 
@@ -80,11 +82,11 @@ impl Injection {
             ScenarioKind::RatioFlip => (1.0, vec![]),
             ScenarioKind::Burst => {
                 let span = during.end - during.start;
-                let bursts = (0..3)
+                let bursts = (0..2)
                     .map(|i| {
-                        let slot = during.start + span * i / 3;
-                        let begin = slot + rng.random_range(0..(span / 3 - 30_000).max(1));
-                        begin..begin + rng.random_range(12_000..25_000)
+                        let slot = during.start + span * i / 2;
+                        let begin = slot + rng.random_range(0..(span / 2 - 30_000).max(1));
+                        begin..begin + rng.random_range(4_000..8_000)
                     })
                     .collect();
                 (60.0, bursts)
