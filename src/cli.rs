@@ -41,6 +41,23 @@ pub struct NowArg {
     pub now: Option<String>,
 }
 
+/// How the query engine may use the machine.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EngineArgs {
+    /// Cap on the memory DataFusion's operators hold (e.g. 4GiB, 512MiB); beyond it,
+    /// aggregations and sorts spill to temporary files. Default: no cap.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
+    pub memory_limit: Option<usize>,
+}
+
+fn parse_memory_limit(text: &str) -> Result<usize, String> {
+    let bytes = parse_size::Config::new()
+        .with_binary()
+        .parse_size(text)
+        .map_err(|e| format!("{e}: expected a size such as 4GiB, 512MiB or 1073741824"))?;
+    usize::try_from(bytes).map_err(|_| format!("{text} is larger than this machine can address"))
+}
+
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
     /// Store root: <root>/dt=YYYY-MM-DD/hour=HH/*.parquet.
@@ -69,6 +86,8 @@ pub struct BaselineArgs {
     pub latest: String,
     #[command(flatten)]
     pub now: NowArg,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +115,8 @@ pub struct DetectArgs {
     pub latest: String,
     #[command(flatten)]
     pub now: NowArg,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     /// Write the findings to FILE (atomically) instead of standard output.
@@ -138,6 +159,8 @@ pub struct SqlArgs {
     pub latest: Option<String>,
     #[command(flatten)]
     pub now: NowArg,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -60,6 +60,7 @@ async fn baseline(args: BaselineArgs) -> Result<()> {
     let window = window(&args.earliest, &args.latest, args.now.now.as_deref())?;
     let session = SessionBuilder::new(Store::open(&args.store)?)
         .window(window)
+        .memory_limit(args.engine.memory_limit)
         .build()
         .await?;
     warn_about_empty_hours(&session);
@@ -83,6 +84,7 @@ async fn detect(args: DetectArgs) -> Result<Vec<RecordBatch>> {
     let session = SessionBuilder::new(Store::open(&args.store)?)
         .window(window)
         .baselines(&args.baselines, &rules)
+        .memory_limit(args.engine.memory_limit)
         .build()
         .await?;
     warn_about_empty_hours(&session);
@@ -112,7 +114,8 @@ async fn detect(args: DetectArgs) -> Result<Vec<RecordBatch>> {
 }
 
 async fn sql(args: SqlArgs) -> Result<()> {
-    let mut builder = SessionBuilder::new(Store::open(&args.store)?);
+    let mut builder =
+        SessionBuilder::new(Store::open(&args.store)?).memory_limit(args.engine.memory_limit);
     if let (Some(earliest), Some(latest)) = (&args.earliest, &args.latest) {
         builder = builder.window(window(earliest, latest, args.now.now.as_deref())?);
     }
@@ -184,6 +187,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         now: iodrift::cli::NowArg {
             now: Some(now.clone()),
         },
+        engine: Default::default(),
     })
     .await?;
     let findings = detect(DetectArgs {
@@ -195,6 +199,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         now: iodrift::cli::NowArg {
             now: Some(now.clone()),
         },
+        engine: Default::default(),
         format: Format::Json,
         output: Some(findings_path.clone()),
         filter: None,

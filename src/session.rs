@@ -1,6 +1,7 @@
 //! The one place that builds a DataFusion context for iodrift: UDFs, the store's `metrics`
 //! table, both baseline lookups, the `rules` table and every stage view of `sql/`.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,6 +10,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::common::config::Dialect;
 use datafusion::datasource::MemTable;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col, lit};
 use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
@@ -26,6 +29,7 @@ pub struct SessionBuilder {
     window: Option<Window>,
     baselines: Option<PathBuf>,
     required: Vec<Rule>,
+    memory_limit: Option<usize>,
 }
 
 /// A ready DataFusion context, and what the store scan found.
@@ -44,12 +48,19 @@ impl SessionBuilder {
             window: None,
             baselines: None,
             required: Vec::new(),
+            memory_limit: None,
         }
     }
 
     /// Restricts `metrics` to the rows of `window`, reading only the hours it touches.
     pub fn window(mut self, window: Window) -> SessionBuilder {
         self.window = Some(window);
+        self
+    }
+
+    /// Caps the memory of DataFusion's operators at `bytes`; they spill to disk beyond it.
+    pub fn memory_limit(mut self, bytes: Option<usize>) -> SessionBuilder {
+        self.memory_limit = bytes;
         self
     }
 
@@ -70,7 +81,18 @@ impl SessionBuilder {
         // The generic dialect takes `SELECT pod, cluster` for a trailing comma before a
         // `CLUSTER BY` clause; PostgreSQL's reads `cluster` as the store's column.
         config.options_mut().sql_parser.dialect = Dialect::PostgreSQL;
-        let ctx = SessionContext::new_with_config(config);
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(bytes) = self.memory_limit {
+            let pool = FairSpillPool::new(bytes);
+            runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(
+                pool,
+                NonZeroUsize::new(5).expect("not zero"),
+            )));
+        }
+        let runtime = runtime
+            .build_arc()
+            .map_err(Error::query("start the query engine"))?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         iodrift_udfs::register_all(&ctx);
 
         let scan = match &self.window {

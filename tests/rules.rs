@@ -463,3 +463,37 @@ fn detections_follow_the_contract_edge_cases() {
         ]
     );
 }
+
+/// `--memory-limit` caps DataFusion's pool: a roomy cap changes no byte, a tiny one is a clear
+/// error, a malformed one names the flag.
+#[test]
+fn memory_limit_caps_the_engine() {
+    let generated = common::generate(5);
+    let run = |limit: &str| {
+        let out = generated.dir.path().join(format!("baselines-{limit}"));
+        let assert = generated
+            .baseline_command(&out)
+            .args(["--memory-limit", limit])
+            .assert();
+        (assert, out)
+    };
+    let (roomy, out) = run("1GiB");
+    roomy.success();
+    let unlimited = generated.baselines();
+    for name in [
+        "k8s_container_network_io_baseline.csv",
+        "k8s_container_network_io_ratio_baseline.csv",
+    ] {
+        assert_eq!(
+            std::fs::read(out.join(name)).unwrap(),
+            std::fs::read(unlimited.join(name)).unwrap()
+        );
+    }
+    let (tiny, out) = run("1KiB");
+    tiny.failure()
+        .stderr(predicates::str::contains("Resources exhausted"));
+    assert!(!out.join("k8s_container_network_io_baseline.csv").exists());
+    let (bad, _) = run("lots");
+    bad.failure()
+        .stderr(predicates::str::contains("--memory-limit"));
+}
