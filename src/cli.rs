@@ -31,6 +31,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Generate a small cluster, compute baselines, run both detections and show the findings.
     Demo(DemoArgs),
+    /// Replay the hourly detection schedule over a labelled store and score it per scenario.
+    Eval(EvalArgs),
 }
 
 /// The window flags shared by the commands that read one.
@@ -195,4 +197,28 @@ pub struct DemoArgs {
     /// Where the demo store, baselines and findings go.
     #[arg(default_value = "iodrift-demo")]
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[arg(long, value_name = "S")]
+    pub store: String,
+    /// The labels file written by `iodrift generate` (`<store>.labels.json`).
+    #[arg(long, value_name = "FILE")]
+    pub labels: PathBuf,
+    /// Lookups to detect against; default: both baselines computed over the labels' first day.
+    #[arg(long, value_name = "DIR")]
+    pub baselines: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "all")]
+    pub rule: RuleChoice,
+    /// First hourly run is the first hour after this (default: one day after the labels' start).
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub from: Option<String>,
+    /// Last hourly run (default: the labels' end).
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub to: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }

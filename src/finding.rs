@@ -61,3 +61,20 @@ pub async fn query(session: &Session, rules: &[Rule], filter: Option<&str>) -> R
         .map(|name| SortExpr::new(datafusion::prelude::ident(name), true, false));
     selected.sort(order.to_vec()).map_err(context())
 }
+
+/// The findings of `rules` over the session's window, as [`Finding`]s.
+pub async fn collect(
+    session: &Session,
+    rules: &[Rule],
+    filter: Option<&str>,
+) -> Result<Vec<Finding>> {
+    let batches = query(session, rules, filter)
+        .await?
+        .collect()
+        .await
+        .map_err(Error::query("run detection"))?;
+    let mut json = Vec::new();
+    crate::output::write_batches(&mut json, &batches, crate::output::Format::Json)?;
+    serde_json::from_slice(&json)
+        .map_err(|e| Error::Usage(format!("findings do not read back as findings: {e}")))
+}

@@ -4,6 +4,7 @@
 pub mod baseline;
 pub mod cli;
 pub mod error;
+pub mod eval;
 pub mod finding;
 pub mod generate;
 pub mod output;

@@ -8,7 +8,9 @@ use clap::Parser;
 use datafusion::arrow::array::RecordBatch;
 
 use iodrift::Baseline;
-use iodrift::cli::{BaselineArgs, Cli, Command, DemoArgs, DetectArgs, GenerateArgs, SqlArgs};
+use iodrift::cli::{
+    BaselineArgs, Cli, Command, DemoArgs, DetectArgs, EvalArgs, GenerateArgs, SqlArgs,
+};
 use iodrift::error::{Error, Result};
 use iodrift::generate::{self, Spec};
 use iodrift::output::{Format, Stdout, write_atomically, write_batches};
@@ -49,6 +51,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Sql(args) => sql(args).await,
         Command::Generate(args) => generate(args).map(|_| ()),
         Command::Demo(args) => demo(args).await,
+        Command::Eval(args) => eval(args).await,
     }
 }
 
@@ -263,6 +266,95 @@ async fn demo(args: DemoArgs) -> Result<()> {
         baselines.display()
     );
     Ok(())
+}
+
+/// Replays the hourly schedule of the detections over a labelled store and prints the scores.
+async fn eval(args: EvalArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.labels).map_err(Error::io(&args.labels))?;
+    let labels: generate::Labels = serde_json::from_str(&text).map_err(|e| {
+        Error::Usage(format!(
+            "labels {}: not a labels file of `iodrift generate`: {e}",
+            args.labels.display()
+        ))
+    })?;
+    let rules = args.rule.rules();
+    let start = parse_label_time(&labels.start)?;
+    let from = match &args.from {
+        Some(t) => resolve(t, Utc::now(), "--from")?,
+        None => start + chrono::Duration::days(1),
+    };
+    let to = match &args.to {
+        Some(t) => resolve(t, Utc::now(), "--to")?,
+        None => parse_label_time(&labels.end)?,
+    };
+    let computed = tempfile::tempdir().map_err(Error::io(std::env::temp_dir()))?;
+    let baselines = match &args.baselines {
+        Some(dir) => dir.clone(),
+        None => {
+            let first_day = Window::parse(&labels.start, &rfc3339(from), Utc::now())?;
+            let session = SessionBuilder::new(Store::open(&args.store)?)
+                .window(first_day)
+                .memory_limit(args.engine.memory_limit)
+                .build()
+                .await?;
+            for rule in &rules {
+                Baseline::compute(&session, *rule)
+                    .await?
+                    .write(computed.path())?;
+            }
+            eprintln!(
+                "baselines computed over [{}, {})",
+                labels.start,
+                rfc3339(from)
+            );
+            computed.path().to_path_buf()
+        }
+    };
+    let runs = iodrift::eval::schedule(from, to);
+    eprintln!("{}", iodrift::eval::describe(&runs));
+    let mut tally = iodrift::eval::Tally::default();
+    for now in runs {
+        let window = Window::parse("-70m@m", "-10m@m", now)?;
+        let session = SessionBuilder::new(Store::open(&args.store)?)
+            .window(window)
+            .baselines(&baselines, &rules)
+            .memory_limit(args.engine.memory_limit)
+            .build()
+            .await?;
+        let findings = iodrift::finding::collect(&session, &rules, None).await?;
+        tally.score(&labels, &rules, &window, &findings);
+    }
+    let batch = scores_batch(&tally.scores())?;
+    write_batches(&mut Stdout::lock(), &[batch], args.format)
+}
+
+fn scores_batch(scores: &[iodrift::eval::Score]) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
+    use std::sync::Arc;
+    let text = |f: fn(&iodrift::eval::Score) -> &str| -> ArrayRef {
+        Arc::new(scores.iter().map(|s| Some(f(s))).collect::<StringArray>())
+    };
+    let count = |f: fn(&iodrift::eval::Score) -> u64| -> ArrayRef {
+        Arc::new(scores.iter().map(f).collect::<UInt64Array>())
+    };
+    let share = |f: fn(&iodrift::eval::Score) -> Option<f64>| -> ArrayRef {
+        Arc::new(
+            scores
+                .iter()
+                .map(|s| f(s).map(|v| (v * 1000.0).round() / 1000.0))
+                .collect::<Float64Array>(),
+        )
+    };
+    RecordBatch::try_from_iter([
+        ("rule", text(|s| &s.rule)),
+        ("scenario", text(|s| &s.scenario)),
+        ("true_positives", count(|s| s.true_positives)),
+        ("false_positives", count(|s| s.false_positives)),
+        ("missed", count(|s| s.missed)),
+        ("precision", share(|s| s.precision)),
+        ("recall", share(|s| s.recall)),
+    ])
+    .map_err(|e| Error::query("eval scores")(e.into()))
 }
 
 fn parse_label_time(text: &str) -> Result<DateTime<Utc>> {

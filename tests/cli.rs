@@ -690,3 +690,54 @@ fn the_sample_baselines_are_what_baseline_computes_from_the_sample_store() {
         );
     }
 }
+
+#[test]
+fn eval_scores_the_hourly_schedule_against_the_labels() {
+    let generated = common::generate(3);
+    let labels = generated.dir.path().join("store.labels.json");
+    let json = stdout_of(
+        iodrift()
+            .args(["eval", "--format", "json", "--store"])
+            .arg(&generated.store)
+            .arg("--labels")
+            .arg(&labels),
+    );
+    let scores: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let row = |rule: &str, scenario: &str| {
+        scores
+            .iter()
+            .find(|s| s["rule"] == rule && s["scenario"] == scenario)
+            .unwrap_or_else(|| panic!("no {rule} {scenario} row in {json}"))
+            .clone()
+    };
+    // Sustained exfiltration and floods are caught in every hour they cover ten minutes of.
+    for scenario in ["exfiltration", "inbound-flood"] {
+        let score = row("network-io", scenario);
+        assert!(score["true_positives"].as_u64().unwrap() >= 1, "{score}");
+        assert_eq!(score["missed"], 0, "{score}");
+    }
+    for rule in ["network-io", "network-io-ratio"] {
+        let all = row(rule, "all");
+        let sum = |field: &str| -> u64 {
+            scores
+                .iter()
+                .filter(|s| s["rule"] == rule && s["scenario"] != "all")
+                .map(|s| s[field].as_u64().unwrap())
+                .sum()
+        };
+        for field in ["true_positives", "false_positives", "missed"] {
+            assert_eq!(all[field].as_u64().unwrap(), sum(field), "{rule} {field}");
+        }
+    }
+
+    let bad = generated.dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"seed\": 1}").unwrap();
+    iodrift()
+        .args(["eval", "--store"])
+        .arg(&generated.store)
+        .arg("--labels")
+        .arg(&bad)
+        .assert()
+        .failure()
+        .stderr(contains("bad.json").and(contains("labels")));
+}
