@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: iodrift against DuckDB on the same Parquet store.
+
+Both engines run the same semantics (escu-semantics.md): both baselines over the whole store,
+and both detections over the last hour. Their answers are checked against each other before
+any time is printed; each task runs several times, alternating engines, and the median counts.
+
+Run through benches/run.sh, which builds iodrift, installs DuckDB into its own virtualenv and
+generates the store:  benches/run.sh [--services 500 --hours 168 --runs 3]
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+SERVICE_REGEX = r"-\w{5}$|-[abcdef0-9]{8,10}-\w{5}$"
+
+DUCKDB_SPANS = """
+CREATE TEMP TABLE spans AS
+SELECT cluster, pod, node, direction, bucket, io, service, cluster || ':' || service AS key
+FROM (
+    SELECT cluster, pod, node, direction,
+           time_bucket(INTERVAL 10 SECOND, time::TIMESTAMP, TIMESTAMP '1970-01-01') AS bucket,
+           avg(value) AS io,
+           regexp_replace(pod, '{regex}', '') AS service
+    FROM read_parquet({files})
+    WHERE metric = 'k8s.pod.network.io'
+      AND time >= TIMESTAMPTZ '{earliest}' AND time < TIMESTAMPTZ '{latest}'
+      AND cluster IS NOT NULL AND pod IS NOT NULL AND node IS NOT NULL
+      AND direction IS NOT NULL AND value IS NOT NULL
+    GROUP BY ALL
+);
+"""
+
+DUCKDB_BASELINES = """
+COPY (
+    SELECT key,
+           avg(io) FILTER (direction = 'transmit') AS avg_outbound_network_io,
+           avg(io) FILTER (direction = 'receive') AS avg_inbound_network_io,
+           stddev_samp(io) FILTER (direction = 'transmit') AS stdev_outbound_network_io,
+           stddev_samp(io) FILTER (direction = 'receive') AS stdev_inbound_network_io,
+           count(*) AS count,
+           epoch(max(bucket))::BIGINT AS last_seen
+    FROM spans GROUP BY key ORDER BY key
+) TO '{out}/k8s_container_network_io_baseline.csv' (HEADER);
+COPY (
+    WITH per_bucket AS (
+        SELECT key, bucket,
+               avg(io) FILTER (direction = 'transmit') AS o,
+               avg(io) FILTER (direction = 'receive') AS i
+        FROM spans GROUP BY key, bucket
+    ), ratios AS (
+        SELECT key, bucket, i / nullif(o, 0) AS io_ratio, o / nullif(i, 0) AS oi_ratio FROM per_bucket
+    )
+    SELECT key,
+           avg(io_ratio) AS "avg_inbound:outbound", avg(oi_ratio) AS "avg_outbound:inbound",
+           stddev_samp(io_ratio) AS "stdev_inbound:outbound",
+           stddev_samp(oi_ratio) AS "stdev_outbound:inbound",
+           count(*) AS count, epoch(max(bucket))::BIGINT AS last_seen
+    FROM ratios GROUP BY key ORDER BY key
+) TO '{out}/k8s_container_network_io_ratio_baseline.csv' (HEADER);
+"""
+
+DUCKDB_DETECTIONS = """
+CREATE TEMP TABLE io_lookup AS SELECT * FROM read_csv('{baselines}/k8s_container_network_io_baseline.csv', header = true);
+CREATE TEMP TABLE ratio_lookup AS SELECT * FROM read_csv('{baselines}/k8s_container_network_io_ratio_baseline.csv', header = true);
+CREATE TEMP TABLE pods AS
+SELECT cluster, node, pod, service, key, bucket, o, i, i / nullif(o, 0) AS io_ratio, o / nullif(i, 0) AS oi_ratio
+FROM (
+    SELECT cluster, node, pod, service, key, bucket,
+           avg(io) FILTER (direction = 'transmit') AS o,
+           avg(io) FILTER (direction = 'receive') AS i
+    FROM spans GROUP BY ALL
+);
+CREATE MACRO part(m, v, a, s, phrase) AS
+    CASE WHEN v IS NULL OR a IS NULL OR s IS NULL OR NOT (v > a + 4 * s) THEN ''
+         WHEN s = 0 THEN NULL
+         ELSE m || ' ' || phrase || ' by ' || round((v - a) / s, 2)::VARCHAR || ' Standard Deviations. '
+              || m || '=' || v::VARCHAR || ' avg_' || m || '=' || a::VARCHAR
+              || ' ''stdev_' || m || '''=' || s::VARCHAR || ', ' END;
+CREATE TEMP TABLE buckets AS
+SELECT 'network-io' AS rule, cluster, node, pod, service,
+       regexp_replace(part('inbound_network_io', p.i, b.avg_inbound_network_io, b.stdev_inbound_network_io, 'higher than average')
+                   || part('outbound_network_io', p.o, b.avg_outbound_network_io, b.stdev_outbound_network_io, 'higher than average'),
+                   ',\\s$', '') AS anomalies
+FROM pods p JOIN io_lookup b USING (key)
+UNION ALL
+SELECT 'network-io-ratio', cluster, node, pod, service,
+       regexp_replace(part('inbound:outbound', p.io_ratio, b."avg_inbound:outbound", b."stdev_inbound:outbound", 'ratio higher than average')
+                   || part('outbound:inbound', p.oi_ratio, b."avg_outbound:inbound", b."stdev_outbound:inbound", 'ratio higher than average'),
+                   ',\\s$', '')
+FROM pods p JOIN ratio_lookup b USING (key);
+COPY (
+    SELECT rule, cluster AS "k8s.cluster.name", node AS host, pod AS "k8s.pod.name", service AS "k8s.service",
+           count(*) AS count, list_sort(list_distinct(list(anomalies))) AS anomalies
+    FROM buckets WHERE anomalies IS NOT NULL AND anomalies <> ''
+    GROUP BY ALL HAVING count(*) > 5 ORDER BY ALL
+) TO '{out}/findings.json' (FORMAT json, ARRAY true);
+"""
+
+
+def iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hour_files(store, earliest, latest):
+    """The Parquet files of the hour partitions a window touches, as iodrift lists them."""
+    files = []
+    hour = earliest.replace(minute=0, second=0, microsecond=0)
+    while hour < latest:
+        directory = store / f"dt={hour:%Y-%m-%d}" / f"hour={hour:%H}"
+        if directory.is_dir():
+            files += sorted(str(p) for p in directory.glob("*.parquet"))
+        hour += timedelta(hours=1)
+    return files
+
+
+def duckdb_task(args):
+    """Runs one task inside this (child) process: `duckdb-task baseline|detect ...`."""
+    import duckdb
+
+    earliest = datetime.fromisoformat(args.earliest.replace("Z", "+00:00"))
+    latest = datetime.fromisoformat(args.latest.replace("Z", "+00:00"))
+    files = hour_files(Path(args.store), earliest, latest)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(DUCKDB_SPANS.format(regex=SERVICE_REGEX, files=files, earliest=args.earliest, latest=args.latest))
+    if args.task == "baseline":
+        con.execute(DUCKDB_BASELINES.format(out=args.out))
+    else:
+        con.execute(DUCKDB_DETECTIONS.format(out=args.out, baselines=args.baselines))
+
+
+def measure(command, env=None):
+    """Wall seconds and peak RSS (bytes) of one child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    stderr = process.stderr.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {' '.join(map(str, command))}\n{stderr}")
+    return seconds, usage.ru_maxrss * 1024
+
+
+def read_lookup(path):
+    with open(path, newline="") as f:
+        return {row["key"]: row for row in csv.DictReader(f)}
+
+
+def same_number(a, b):
+    if a in ("", None) or b in ("", None):
+        return a in ("", None) and b in ("", None)
+    x, y = float(a), float(b)
+    return x == y or math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def check_baselines(ours, theirs):
+    for name in ("k8s_container_network_io_baseline.csv", "k8s_container_network_io_ratio_baseline.csv"):
+        a, b = read_lookup(ours / name), read_lookup(theirs / name)
+        if a.keys() != b.keys():
+            sys.exit(f"{name}: keys differ: {sorted(a.keys() ^ b.keys())[:5]}")
+        for key in a:
+            for column, value in a[key].items():
+                exact = column in ("key", "count", "last_seen")
+                if (exact and value != b[key][column]) or (not exact and not same_number(value, b[key][column])):
+                    sys.exit(f"{name} {key} {column}: iodrift {value} vs duckdb {b[key][column]}")
+
+
+def check_findings(ours, theirs):
+    def keyed(path, fields):
+        rows = json.loads(Path(path).read_text())
+        return sorted(tuple(r[f] for f in fields) for r in rows)
+
+    fields = ("rule", "k8s.cluster.name", "host", "k8s.pod.name", "k8s.service", "count")
+    a, b = keyed(ours, fields), keyed(theirs, fields)
+    if a != b:
+        sys.exit(f"findings differ: iodrift {len(a)} vs duckdb {len(b)}; first difference {sorted(set(a) ^ set(b))[:3]}")
+    return len(a)
+
+
+def count_rows(store, earliest, latest):
+    import duckdb
+
+    files = hour_files(store, earliest, latest)
+    return duckdb.connect().execute(f"SELECT count(*) FROM read_parquet({files})").fetchone()[0]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--iodrift", required=True)
+    run.add_argument("--store", required=True, type=Path)
+    run.add_argument("--runs", type=int, default=3)
+    task = sub.add_parser("duckdb-task")
+    task.add_argument("task", choices=["baseline", "detect"])
+    for flag in ("--store", "--earliest", "--latest", "--out", "--baselines"):
+        task.add_argument(flag)
+    args = parser.parse_args()
+    if args.mode == "duckdb-task":
+        return duckdb_task(args)
+
+    labels = json.loads(Path(f"{args.store}.labels.json").read_text())
+    start = datetime.fromisoformat(labels["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(labels["end"].replace("Z", "+00:00"))
+    detect_now = end + timedelta(minutes=10)
+    detect_window = (detect_now - timedelta(minutes=70), detect_now - timedelta(minutes=10))
+    work = Path(tempfile.mkdtemp(prefix="iodrift-bench-"))
+    tasks = {
+        "baseline": ((start, end), lambda out: (
+            [args.iodrift, "baseline", "--store", str(args.store), "--out", str(out),
+             "--earliest", iso(start), "--latest", iso(end)],
+            [sys.executable, __file__, "duckdb-task", "baseline", "--store", str(args.store),
+             "--earliest", iso(start), "--latest", iso(end), "--out", str(out)])),
+        "detect (last hour)": (detect_window, lambda out: (
+            [args.iodrift, "detect", "--store", str(args.store), "--baselines", str(work / "iodrift-baseline-0"),
+             "--now", iso(detect_now), "--format", "json", "--output", str(out / "findings.json")],
+            [sys.executable, __file__, "duckdb-task", "detect", "--store", str(args.store),
+             "--earliest", iso(detect_window[0]), "--latest", iso(detect_window[1]),
+             "--baselines", str(work / "iodrift-baseline-0"), "--out", str(out)])),
+    }
+    results = []
+    for name, (window, commands) in tasks.items():
+        rows = count_rows(args.store, *window)
+        samples = {"iodrift": [], "duckdb": []}
+        for run_index in range(args.runs):
+            for engine in ("iodrift", "duckdb") if run_index % 2 == 0 else ("duckdb", "iodrift"):
+                out = work / f"{engine}-{name.split()[0]}-{run_index}"
+                out.mkdir()
+                command = commands(out)[0 if engine == "iodrift" else 1]
+                samples[engine].append(measure(command))
+            if name == "baseline":
+                check_baselines(work / f"iodrift-baseline-{run_index}", work / f"duckdb-baseline-{run_index}")
+            else:
+                findings = check_findings(work / f"iodrift-detect-{run_index}" / "findings.json",
+                                          work / f"duckdb-detect-{run_index}" / "findings.json")
+        medians = {e: (statistics.median(s[0] for s in v), max(s[1] for s in v)) for e, v in samples.items()}
+        results.append((name, rows, medians))
+        if name != "baseline":
+            print(f"# {findings} findings, identical in both engines", file=sys.stderr)
+
+    pods = labels["pods"]
+    hours = round((end - start).total_seconds() / 3600)
+    print(f"workload: {pods} pods, {hours} h, store {args.store}; median of {args.runs} runs, alternating")
+    print("| task | engine | rows scanned | wall s | rows/s | peak RSS MiB | iodrift/DuckDB wall |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, rows, medians in results:
+        ratio = medians["iodrift"][0] / medians["duckdb"][0]
+        for engine in ("iodrift", "duckdb"):
+            wall, rss = medians[engine]
+            print(f"| {name} | {engine} | {rows:,} | {wall:.2f} | {rows / wall:,.0f} | {rss / 2**20:,.0f} | "
+                  f"{f'{ratio:.2f}' if engine == 'iodrift' else ''} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of iodrift and DuckDB on one synthetic store (see benches/compare.py).
+#   benches/run.sh [--services N] [--replicas N] [--hours N] [--runs N] [--seed N]
+# Defaults: 500 Deployments x 3 replicas (~2,000 pods with DaemonSets and the rest), 168 hours.
+# The store is generated once into ~/.cache/iodrift-bench and reused; DuckDB comes from PyPI
+# into a virtualenv there too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+services=500 replicas=3 hours=168 runs=3 seed=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --services) services=$2; shift 2 ;;
+        --replicas) replicas=$2; shift 2 ;;
+        --hours) hours=$2; shift 2 ;;
+        --runs) runs=$2; shift 2 ;;
+        --seed) seed=$2; shift 2 ;;
+        *) echo "unknown flag $1" >&2; exit 2 ;;
+    esac
+done
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/iodrift-target}"
+cache="${IODRIFT_BENCH_DIR:-$HOME/.cache/iodrift-bench}"
+mkdir -p "$cache"
+
+cargo build --release --locked
+iodrift="$CARGO_TARGET_DIR/release/iodrift"
+
+if [ ! -x "$cache/venv/bin/python" ]; then
+    python3 -m venv "$cache/venv"
+fi
+"$cache/venv/bin/python" -c 'import duckdb' 2>/dev/null || "$cache/venv/bin/pip" install --quiet duckdb
+
+store="$cache/store-s$services-r$replicas-h$hours-seed$seed"
+if [ ! -f "$store.labels.json" ]; then
+    rm -rf "$store.tmp"
+    "$iodrift" generate --out "$store.tmp" --services "$services" --replicas "$replicas" \
+        --hours "$hours" --seed "$seed" --start 2026-03-01T00:00:00Z
+    mv "$store.tmp.labels.json" "$store.labels.json.tmp"
+    mv "$store.tmp" "$store"
+    mv "$store.labels.json.tmp" "$store.labels.json"
+fi
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -srm)"
+"$cache/venv/bin/python" benches/compare.py run --iodrift "$iodrift" --store "$store" --runs "$runs"
