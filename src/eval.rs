@@ -34,18 +34,6 @@ pub struct Score {
 #[derive(Debug, Default)]
 pub struct Tally(BTreeMap<(String, String), [u64; 3]>);
 
-fn parse(time: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(time)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
-
-fn overlap(label: &Label, window: &Window) -> Duration {
-    let start = parse(&label.start).max(window.earliest);
-    let end = parse(&label.end).min(window.latest);
-    (end - start).max(Duration::zero())
-}
-
 fn scenario_name(label: &Label) -> String {
     serde_json::to_value(label.scenario)
         .ok()
@@ -69,7 +57,7 @@ impl Tally {
         let active: Vec<&Label> = labels
             .scenarios
             .iter()
-            .filter(|l| overlap(l, window) > Duration::zero())
+            .filter(|l| l.overlap(window) > Duration::zero())
             .collect();
         for finding in findings {
             let on_pod = active
@@ -93,7 +81,7 @@ impl Tally {
         for label in active {
             for rule in rules {
                 let expected = label.expected_rules.iter().any(|r| r == rule.name);
-                if !expected || overlap(label, window) < MIN_OVERLAP {
+                if !expected || label.overlap(window) < MIN_OVERLAP {
                     continue;
                 }
                 let found = findings.iter().any(|f| {
@@ -166,6 +154,12 @@ mod tests {
     use crate::generate::ScenarioKind;
     use crate::rules::RuleChoice;
 
+    fn at(time: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(time)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
     fn label(kind: ScenarioKind, pod: &str, start: &str, end: &str) -> Label {
         Label {
             scenario: kind,
@@ -174,8 +168,8 @@ mod tests {
             node: "node".into(),
             pod: pod.into(),
             service: "s".into(),
-            start: start.into(),
-            end: end.into(),
+            start: at(start),
+            end: at(end),
             expected_rules: kind
                 .expected_rules()
                 .iter()
@@ -205,8 +199,8 @@ mod tests {
     fn findings_and_misses_are_attributed_to_scenarios() {
         let labels = Labels {
             seed: 1,
-            start: "2026-03-01T00:00:00Z".into(),
-            end: "2026-03-02T00:00:00Z".into(),
+            start: at("2026-03-01T00:00:00Z"),
+            end: at("2026-03-02T00:00:00Z"),
             clusters: vec!["c".into()],
             pods: 3,
             scenarios: vec![
@@ -268,7 +262,6 @@ mod tests {
 
     #[test]
     fn the_schedule_runs_at_minute_zero() {
-        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
         let runs = schedule(at("2026-03-01T00:00:00Z"), at("2026-03-01T03:00:00Z"));
         assert_eq!(
             runs,

@@ -179,7 +179,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         hours: 48,
         seed: 1,
     })?;
-    let now = generated.labels.end.clone();
+    let now = rfc3339(generated.labels.end);
     let location = store.to_string_lossy().into_owned();
     baseline(BaselineArgs {
         store: location.clone(),
@@ -237,11 +237,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
     let detection_window = window("-70m@m", "-10m@m", Some(&now))?;
     println!("\nScenarios injected into that window (labels):");
     for label in &generated.labels.scenarios {
-        let during = (
-            parse_label_time(&label.start)?,
-            parse_label_time(&label.end)?,
-        );
-        if during.0 < detection_window.latest && during.1 > detection_window.earliest {
+        if label.overlap(&detection_window) > chrono::Duration::zero() {
             let expected = if label.expected_rules.is_empty() {
                 "no rule (too short to persist)".to_string()
             } else {
@@ -249,7 +245,10 @@ async fn demo(args: DemoArgs) -> Result<()> {
             };
             println!(
                 "  {:?} on {} ({} to {}): expected {expected}",
-                label.scenario, label.pod, label.start, label.end
+                label.scenario,
+                label.pod,
+                rfc3339(label.start),
+                rfc3339(label.end)
             );
         }
     }
@@ -270,28 +269,21 @@ async fn demo(args: DemoArgs) -> Result<()> {
 
 /// Replays the hourly schedule of the detections over a labelled store and prints the scores.
 async fn eval(args: EvalArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.labels).map_err(Error::io(&args.labels))?;
-    let labels: generate::Labels = serde_json::from_str(&text).map_err(|e| {
-        Error::Usage(format!(
-            "labels {}: not a labels file of `iodrift generate`: {e}",
-            args.labels.display()
-        ))
-    })?;
+    let labels = generate::Labels::read(&args.labels)?;
     let rules = args.rule.rules();
-    let start = parse_label_time(&labels.start)?;
     let from = match &args.from {
         Some(t) => resolve(t, Utc::now(), "--from")?,
-        None => start + chrono::Duration::days(1),
+        None => labels.start + chrono::Duration::days(1),
     };
     let to = match &args.to {
         Some(t) => resolve(t, Utc::now(), "--to")?,
-        None => parse_label_time(&labels.end)?,
+        None => labels.end,
     };
     let computed = tempfile::tempdir().map_err(Error::io(std::env::temp_dir()))?;
     let baselines = match &args.baselines {
         Some(dir) => dir.clone(),
         None => {
-            let first_day = Window::parse(&labels.start, &rfc3339(from), Utc::now())?;
+            let first_day = Window::parse(&rfc3339(labels.start), &rfc3339(from), Utc::now())?;
             let session = SessionBuilder::new(Store::open(&args.store)?)
                 .window(first_day)
                 .memory_limit(args.engine.memory_limit)
@@ -304,7 +296,7 @@ async fn eval(args: EvalArgs) -> Result<()> {
             }
             eprintln!(
                 "baselines computed over [{}, {})",
-                labels.start,
+                rfc3339(labels.start),
                 rfc3339(from)
             );
             computed.path().to_path_buf()
@@ -355,10 +347,6 @@ fn scores_batch(scores: &[iodrift::eval::Score]) -> Result<RecordBatch> {
         ("recall", share(|s| s.recall)),
     ])
     .map_err(|e| Error::query("eval scores")(e.into()))
-}
-
-fn parse_label_time(text: &str) -> Result<DateTime<Utc>> {
-    resolve(text, Utc::now(), "labels")
 }
 
 fn warn_about_empty_hours(session: &Session) {

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::output::write_atomically;
 use crate::store::{self, NETWORK_IO_METRIC};
-use crate::time::rfc3339;
+use crate::time::Window;
 pub use topology::{Cluster, Pod, Workload};
 pub use traffic::ScenarioKind;
 use traffic::{Injection, SCRAPE_MS};
@@ -69,21 +69,43 @@ pub struct Label {
     pub pod: String,
     /// The pod's ESCU service name.
     pub service: String,
-    pub start: String,
-    pub end: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
     /// The rules that ought to report it; empty for scenarios that must not fire.
     pub expected_rules: Vec<String>,
+}
+
+impl Label {
+    /// How long the scenario runs inside `window` (zero when it does not).
+    pub fn overlap(&self, window: &Window) -> chrono::Duration {
+        let start = self.start.max(window.earliest);
+        let end = self.end.min(window.latest);
+        (end - start).max(chrono::Duration::zero())
+    }
 }
 
 /// The labels file: the generation's parameters and every injected scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Labels {
     pub seed: u64,
-    pub start: String,
-    pub end: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
     pub clusters: Vec<String>,
     pub pods: usize,
     pub scenarios: Vec<Label>,
+}
+
+impl Labels {
+    /// Reads a labels file written by `generate`; an error names the file.
+    pub fn read(path: &Path) -> Result<Labels> {
+        let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Usage(format!(
+                "labels {}: not a labels file of `iodrift generate`: {e}",
+                path.display()
+            ))
+        })
+    }
 }
 
 /// What `generate` wrote.
@@ -239,7 +261,7 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
 }
 
 fn labels(spec: &Spec, clusters: &[Cluster], plan: &[Vec<Vec<Injection>>]) -> Labels {
-    let at = |ms: i64| rfc3339(Utc.timestamp_millis_opt(ms).single().expect("in range"));
+    let at = |ms: i64| Utc.timestamp_millis_opt(ms).single().expect("in range");
     let mut scenarios = Vec::new();
     for (cluster, pods) in clusters.iter().zip(plan) {
         for (pod, injections) in cluster.pods.iter().zip(pods) {

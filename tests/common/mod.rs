@@ -75,23 +75,28 @@ pub const FINDING_FIELDS: [&str; 12] = [
     "window_end",
 ];
 
+/// `iodrift baseline` over the first day of `store` into `out`.
+pub fn baseline_command(store: &Path, out: &Path) -> Command {
+    let mut command = iodrift();
+    command
+        .args([
+            "baseline",
+            "--earliest",
+            START,
+            "--latest",
+            DAY_END,
+            "--store",
+        ])
+        .arg(store)
+        .arg("--out")
+        .arg(out);
+    command
+}
+
 impl Generated {
     /// `iodrift baseline` over the first day into `out`.
     pub fn baseline_command(&self, out: &Path) -> Command {
-        let mut command = iodrift();
-        command
-            .args([
-                "baseline",
-                "--earliest",
-                START,
-                "--latest",
-                DAY_END,
-                "--store",
-            ])
-            .arg(&self.store)
-            .arg("--out")
-            .arg(out);
-        command
+        baseline_command(&self.store, out)
     }
 
     /// Runs `iodrift baseline` over the first day into `<dir>/baselines`.
