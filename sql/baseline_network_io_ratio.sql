@@ -17,12 +17,13 @@ SELECT
     outbound_network_io / nullif(inbound_network_io, 0) AS "outbound:inbound"
 FROM (
     SELECT
+        hour,
         key,
         bucket,
         exact_avg(CASE WHEN direction = 'transmit' THEN io END) AS outbound_network_io,
         exact_avg(CASE WHEN direction = 'receive' THEN io END) AS inbound_network_io
     FROM spans
-    GROUP BY key, bucket
+    GROUP BY hour, key, bucket
 );
 
 CREATE OR REPLACE VIEW baseline_network_io_ratio AS

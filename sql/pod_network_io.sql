@@ -18,6 +18,7 @@ SELECT
     outbound_network_io / nullif(inbound_network_io, 0) AS "outbound:inbound"
 FROM (
     SELECT
+        hour,
         cluster,
         node,
         pod,
@@ -27,5 +28,5 @@ FROM (
         exact_avg(CASE WHEN direction = 'transmit' THEN io END) AS outbound_network_io,
         exact_avg(CASE WHEN direction = 'receive' THEN io END) AS inbound_network_io
     FROM spans
-    GROUP BY cluster, node, pod, service, key, bucket
+    GROUP BY hour, cluster, node, pod, service, key, bucket
 );

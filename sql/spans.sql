@@ -4,10 +4,13 @@
 --   | eval key = 'k8s.cluster.name' + ":" + 'service'
 -- One row per (cluster, pod, node, direction, 10 s bucket): io is the mean over interfaces and
 -- over the 0, 1 or 2 scrapes of the span. A point missing any `by` field (or its value) is dropped.
+-- A span never crosses an hour, so grouping by the store's `hour` partition as well changes no
+-- span and lets each partition of the scan emit its spans as soon as an hour ends.
 -- Every mean and standard deviation of the rules uses exact_avg / exact_stddev_samp (crate
 -- iodrift-udfs): exact sums rounded once, so results never depend on row order or parallelism.
 CREATE OR REPLACE VIEW spans AS
 SELECT
+    hour,
     cluster,
     pod,
     node,
@@ -18,6 +21,7 @@ SELECT
     cluster || ':' || k8s_service(pod) AS key
 FROM (
     SELECT
+        hour,
         cluster,
         pod,
         node,
@@ -31,5 +35,5 @@ FROM (
       AND node IS NOT NULL
       AND direction IS NOT NULL
       AND value IS NOT NULL
-    GROUP BY cluster, pod, node, direction, date_bin(INTERVAL '10 seconds', time)
+    GROUP BY hour, cluster, pod, node, direction, date_bin(INTERVAL '10 seconds', time)
 );

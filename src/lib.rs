@@ -12,6 +12,7 @@ pub mod repl;
 pub mod rules;
 pub mod session;
 pub mod store;
+pub mod table;
 pub mod time;
 
 pub use baseline::Baseline;

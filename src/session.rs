@@ -81,6 +81,12 @@ impl SessionBuilder {
         // The generic dialect takes `SELECT pod, cluster` for a trailing comma before a
         // `CLUSTER BY` clause; PostgreSQL's reads `cluster` as the store's column.
         config.options_mut().sql_parser.dialect = Dialect::PostgreSQL;
+        // The `metrics` scan is hash-partitioned by `hour` (see table.rs); a `GROUP BY hour, ...`
+        // keeps that partitioning instead of repartitioning on all its keys, whatever the
+        // number of partitions.
+        if std::env::var_os("DATAFUSION_OPTIMIZER_SUBSET_REPARTITION_THRESHOLD").is_none() {
+            config.options_mut().optimizer.subset_repartition_threshold = 1;
+        }
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(bytes) = self.memory_limit {
             let pool = FairSpillPool::new(bytes);
@@ -95,11 +101,11 @@ impl SessionBuilder {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         iodrift_udfs::register_all(&ctx);
 
-        let scan = match &self.window {
+        let mut scan = match &self.window {
             Some(window) => self.store.scan_window(window).await?,
             None => self.store.scan_all().await?,
         };
-        if scan.files.is_empty() && self.store.is_empty().await? {
+        if scan.is_empty() && self.store.is_empty().await? {
             return Err(Error::Store {
                 location: self.store.location().to_string(),
                 reason: "holds no dt=YYYY-MM-DD/hour=HH partitions".into(),
@@ -107,7 +113,7 @@ impl SessionBuilder {
         }
         self.store
             .check_files(
-                &scan.files,
+                &mut scan,
                 ctx.runtime_env().cache_manager.get_file_metadata_cache(),
             )
             .await?;
@@ -148,7 +154,7 @@ fn register_metrics(
     scan: &Scan,
     window: Option<&Window>,
 ) -> Result<()> {
-    let table = store.table(&scan.files)?;
+    let table = store.table(scan);
     let context = || Error::query("register table metrics");
     let rows = ctx.read_table(table).map_err(context())?;
     let rows = match window {

@@ -5,19 +5,21 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use datafusion::common::{ScalarValue, Statistics as ColumnsStatistics};
+use datafusion::datasource::TableProvider;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
-use datafusion::datasource::{MemTable, TableProvider};
+use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{ObjectMeta, ObjectStore};
+use datafusion::parquet::file::metadata::ParquetMetaData;
+use datafusion::parquet::file::statistics::Statistics;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{Error, Result};
+use crate::table::HourTable;
 use crate::time::Window;
 
 /// The metric the rules read; other metrics may share the store.
@@ -54,12 +56,43 @@ pub struct Store {
     objects: Arc<dyn ObjectStore>,
 }
 
-/// The files a window reads, and the hours of the window that hold none.
+/// The files a window reads, hour by hour, and the hours of the window that hold none.
 #[derive(Debug, Clone, Default)]
 pub struct Scan {
-    pub files: Vec<ObjectMeta>,
+    /// The hours that hold files, in time order.
+    pub partitions: Vec<HourPartition>,
     pub hours: Vec<DateTime<Utc>>,
     pub empty_hours: Vec<DateTime<Utc>>,
+}
+
+/// One `dt=/hour=` partition: its hour and its Parquet files in name order.
+#[derive(Debug, Clone)]
+pub struct HourPartition {
+    pub hour: DateTime<Utc>,
+    pub files: Vec<StoreFile>,
+}
+
+/// A Parquet file of the store and what its footer says, once [`Store::check_files`] read it.
+#[derive(Debug, Clone)]
+pub struct StoreFile {
+    pub meta: ObjectMeta,
+    /// Row count and per-column min/max, in the order of the store's [`schema`].
+    pub statistics: Option<Arc<ColumnsStatistics>>,
+    /// Whether every row group declares the store's sort order, [`SORT_ORDER`].
+    pub sorted: bool,
+}
+
+/// The order ingest and `generate` write each file in (Parquet `sorting_columns`).
+pub const SORT_ORDER: [&str; 4] = ["cluster", "pod", "direction", "time"];
+
+impl Scan {
+    pub fn files(&self) -> impl Iterator<Item = &StoreFile> {
+        self.partitions.iter().flat_map(|p| p.files.iter())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.partitions.is_empty()
+    }
 }
 
 impl Store {
@@ -99,13 +132,6 @@ impl Store {
     /// A path in the form a user recognises: the local file path.
     pub fn display(&self, path: &Path) -> String {
         format!("/{path}")
-    }
-
-    fn url(&self, path: &Path) -> Result<ListingTableUrl> {
-        ListingTableUrl::parse(format!("file:///{path}")).map_err(|e| Error::StoreFile {
-            path: self.display(path),
-            reason: e.to_string(),
-        })
     }
 
     /// Lists the exact hour partitions of `window`, never anything else of the store.
@@ -172,7 +198,7 @@ impl Store {
     }
 
     async fn scan_hours(&self, hours: Vec<DateTime<Utc>>) -> Result<Scan> {
-        let listed: Vec<(DateTime<Utc>, Vec<ObjectMeta>)> = futures::stream::iter(hours)
+        let listed: Vec<(DateTime<Utc>, Vec<StoreFile>)> = futures::stream::iter(hours)
             .map(|hour| async move {
                 let prefix = self.hour_prefix(hour);
                 let listing = self
@@ -180,14 +206,19 @@ impl Store {
                     .list_with_delimiter(Some(&prefix))
                     .await
                     .map_err(|e| self.store_error(&prefix, e))?;
-                let mut files: Vec<ObjectMeta> = listing
+                let mut files: Vec<StoreFile> = listing
                     .objects
                     .into_iter()
                     .filter(|o| {
                         !is_hidden(&o.location) && o.location.as_ref().ends_with(".parquet")
                     })
+                    .map(|meta| StoreFile {
+                        meta,
+                        statistics: None,
+                        sorted: false,
+                    })
                     .collect();
-                files.sort_by(|a, b| a.location.cmp(&b.location));
+                files.sort_by(|a, b| a.meta.location.cmp(&b.meta.location));
                 Ok::<_, Error>((hour, files))
             })
             .buffered(CONCURRENT_REQUESTS)
@@ -198,64 +229,70 @@ impl Store {
             scan.hours.push(hour);
             if files.is_empty() {
                 scan.empty_hours.push(hour);
+            } else {
+                scan.partitions.push(HourPartition { hour, files });
             }
-            scan.files.extend(files);
         }
         Ok(scan)
     }
 
     /// Reads every file's footer and checks its columns against the store contract, so that a
-    /// corrupt or mismatched file is an error that names it before any query runs. Footers land
-    /// in `cache`, the session's, so the scan does not read them again.
-    pub async fn check_files(
-        &self,
-        files: &[ObjectMeta],
-        cache: Arc<FileMetadataCache>,
-    ) -> Result<()> {
+    /// corrupt or mismatched file is an error that names it before any query runs; notes each
+    /// file's statistics and sort order for the scan. Footers land in `cache`, the session's,
+    /// so the scan does not read them again.
+    pub async fn check_files(&self, scan: &mut Scan, cache: Arc<FileMetadataCache>) -> Result<()> {
+        let files = scan.partitions.iter_mut().flat_map(|p| {
+            let hour = p.hour;
+            p.files.iter_mut().map(move |file| (hour, file))
+        });
         futures::stream::iter(files)
-            .map(|file| self.check_file(file, cache.clone()))
+            .map(|(hour, file)| self.check_file(hour, file, cache.clone()))
             .buffer_unordered(CONCURRENT_REQUESTS)
             .try_collect::<()>()
             .await
     }
 
-    async fn check_file(&self, file: &ObjectMeta, cache: Arc<FileMetadataCache>) -> Result<()> {
+    /// Checks one file of the partition of `hour`: readable, the contract's columns, and no row
+    /// (by its row groups' `time` statistics) outside the hour it is filed under.
+    async fn check_file(
+        &self,
+        hour: DateTime<Utc>,
+        file: &mut StoreFile,
+        cache: Arc<FileMetadataCache>,
+    ) -> Result<()> {
+        let path = self.display(&file.meta.location);
         let fail = |reason: String| Error::StoreFile {
-            path: self.display(&file.location),
+            path: path.clone(),
             reason,
         };
-        let schema = DFParquetMetadata::new(self.objects.as_ref(), file)
-            .with_file_metadata_cache(Some(cache))
-            .fetch_schema()
-            .await
-            .map_err(|e| {
-                fail(format!(
-                    "not a readable Parquet file: {}",
-                    e.strip_backtrace()
-                ))
-            })?;
-        check_schema(&schema).map_err(fail)
+        let unreadable = |e: DataFusionError| {
+            fail(format!(
+                "not a readable Parquet file: {}",
+                e.strip_backtrace()
+            ))
+        };
+        let footer = DFParquetMetadata::new(self.objects.as_ref(), &file.meta)
+            .with_file_metadata_cache(Some(cache));
+        let schema = footer.fetch_schema().await.map_err(unreadable)?;
+        check_schema(&schema).map_err(fail)?;
+        let metadata = footer.fetch_metadata().await.map_err(unreadable)?;
+        check_time_range(&metadata, hour).map_err(fail)?;
+        let statistics =
+            DFParquetMetadata::statistics_from_parquet_metadata(&metadata, &self::schema())
+                .map_err(unreadable)?;
+        file.statistics = Some(Arc::new(as_dictionaries(statistics)));
+        file.sorted = declares_sort_order(&metadata);
+        Ok(())
     }
 
-    /// The rows of `files` as a table with the store's [`schema`].
-    pub fn table(&self, files: &[ObjectMeta]) -> Result<Arc<dyn TableProvider>> {
-        let schema = schema();
-        if files.is_empty() {
-            let empty = MemTable::try_new(schema, vec![vec![]])
-                .map_err(Error::query("empty store table"))?;
-            return Ok(Arc::new(empty));
-        }
-        let urls = files
-            .iter()
-            .map(|file| self.url(&file.location))
-            .collect::<Result<Vec<_>>>()?;
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(schema);
-        let table = ListingTable::try_new(config).map_err(Error::query("store table"))?;
-        Ok(Arc::new(table))
+    /// The rows of `scan` as a table with the store's [`schema`] and its `hour` column.
+    pub fn table(&self, scan: &Scan) -> Arc<dyn TableProvider> {
+        Arc::new(HourTable::new(self, scan))
+    }
+
+    /// The URL DataFusion resolves this store's object store by.
+    pub fn object_store_url(&self) -> ObjectStoreUrl {
+        ObjectStoreUrl::local_filesystem()
     }
 }
 
@@ -268,6 +305,83 @@ fn parse_partition<T>(path: &Path, key: &str, parse: impl Fn(&str) -> Option<T>)
     let name = path.filename()?;
     let value = name.strip_prefix(key)?.strip_prefix('=')?;
     parse(value)
+}
+
+/// Gives min/max of the contract's dictionary columns the dictionary type, as the table has
+/// it (Parquet statistics come back as plain strings).
+fn as_dictionaries(mut statistics: ColumnsStatistics) -> ColumnsStatistics {
+    let schema = schema();
+    for (field, column) in schema
+        .fields()
+        .iter()
+        .zip(&mut statistics.column_statistics)
+    {
+        if let DataType::Dictionary(key, _) = field.data_type() {
+            for bound in [&mut column.min_value, &mut column.max_value] {
+                *bound = bound.clone().map(|value| match value {
+                    ScalarValue::Dictionary(..) => value,
+                    other => ScalarValue::Dictionary(key.clone(), Box::new(other)),
+                });
+            }
+        }
+    }
+    statistics
+}
+
+/// Whether every row group of the file says it is sorted by [`SORT_ORDER`], ascending, nulls
+/// last (other sort columns may follow).
+fn declares_sort_order(metadata: &ParquetMetaData) -> bool {
+    let descriptor = metadata.file_metadata().schema_descr();
+    !metadata.row_groups().is_empty()
+        && metadata.row_groups().iter().all(|group| {
+            group.sorting_columns().is_some_and(|columns| {
+                columns.len() >= SORT_ORDER.len()
+                    && columns.iter().zip(SORT_ORDER).all(|(column, name)| {
+                        usize::try_from(column.column_idx).is_ok_and(|i| {
+                            i < descriptor.num_columns() && descriptor.column(i).name() == name
+                        }) && !column.descending
+                            && !column.nulls_first
+                    })
+            })
+        })
+}
+
+/// Checks that the `time` statistics of every row group lie in `[hour, hour + 1 h)`; a row
+/// group without statistics is taken on trust.
+fn check_time_range(
+    metadata: &ParquetMetaData,
+    hour: DateTime<Utc>,
+) -> std::result::Result<(), String> {
+    let descriptor = metadata.file_metadata().schema_descr();
+    let Some(column) =
+        (0..descriptor.num_columns()).find(|&i| descriptor.column(i).name() == "time")
+    else {
+        return Ok(());
+    };
+    let start = hour.timestamp_millis();
+    let end = start + 3_600_000;
+    for (index, group) in metadata.row_groups().iter().enumerate() {
+        let Some(Statistics::Int64(stats)) = group.column(column).statistics() else {
+            continue;
+        };
+        let (Some(&min), Some(&max)) = (stats.min_opt(), stats.max_opt()) else {
+            continue;
+        };
+        if min < start || max >= end {
+            let show = |ms: i64| {
+                DateTime::from_timestamp_millis(ms)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_else(|| format!("{ms} ms"))
+            };
+            return Err(format!(
+                "row group {index} holds times from {} to {}, outside its partition hour {}",
+                show(min),
+                show(max),
+                hour.format("dt=%Y-%m-%d/hour=%H")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a file's Arrow schema against the store contract; other columns may be present.

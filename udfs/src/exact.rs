@@ -290,10 +290,7 @@ impl AggregateUDFImpl for ExactAggregate {
         &self,
         _args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(ExactGroupsAccumulator {
-            statistic: self.statistic,
-            groups: Vec::new(),
-        }))
+        Ok(Box::new(ExactGroupsAccumulator::new(self.statistic)))
     }
 }
 
@@ -399,15 +396,43 @@ impl Accumulator for ExactAccumulator {
 struct ExactGroupsAccumulator {
     statistic: Statistic,
     groups: Vec<Moments>,
+    /// The heap bytes of `groups`, kept up to date so that `size` is O(1): DataFusion asks
+    /// after every batch.
+    heap: usize,
 }
 
 impl ExactGroupsAccumulator {
+    fn new(statistic: Statistic) -> ExactGroupsAccumulator {
+        ExactGroupsAccumulator {
+            statistic,
+            groups: Vec::new(),
+            heap: 0,
+        }
+    }
+
     fn grow(&mut self, total_num_groups: usize) {
         if self.groups.len() < total_num_groups {
             let statistic = self.statistic;
+            let added = total_num_groups - self.groups.len();
             self.groups
                 .resize_with(total_num_groups, || Moments::new(statistic));
+            self.heap += added * Moments::new(statistic).heap_size();
         }
+    }
+
+    /// Changes group `group` by `change`, keeping `heap` in step.
+    fn update(&mut self, group: usize, change: impl FnOnce(&mut Moments)) {
+        let moments = &mut self.groups[group];
+        let before = moments.heap_size();
+        change(moments);
+        self.heap = self.heap + moments.heap_size() - before;
+    }
+
+    /// Removes the groups `emit_to` asks for.
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Moments> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        self.heap -= taken.iter().map(Moments::heap_size).sum::<usize>();
+        taken
     }
 }
 
@@ -425,22 +450,22 @@ impl GroupsAccumulator for ExactGroupsAccumulator {
     ) -> Result<()> {
         self.grow(total_num_groups);
         let values = values[0].as_primitive::<Float64Type>();
-        for (row, group) in group_indices.iter().enumerate() {
+        for (row, &group) in group_indices.iter().enumerate() {
             if values.is_valid(row) && selected(opt_filter, row) {
-                self.groups[*group].add(values.value(row));
+                self.update(group, |m| m.add(values.value(row)));
             }
         }
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let groups = emit_to.take_needed(&mut self.groups);
+        let groups = self.take(emit_to);
         let result: Float64Array = groups.iter().map(|m| m.evaluate(self.statistic)).collect();
         Ok(Arc::new(result))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let groups = emit_to.take_needed(&mut self.groups);
+        let groups = self.take(emit_to);
         Ok(state_arrays(groups.iter(), self.statistic))
     }
 
@@ -452,8 +477,8 @@ impl GroupsAccumulator for ExactGroupsAccumulator {
     ) -> Result<()> {
         check_state(values, self.statistic)?;
         self.grow(total_num_groups);
-        for (row, group) in group_indices.iter().enumerate() {
-            merge_state(&mut self.groups[*group], values, row);
+        for (row, &group) in group_indices.iter().enumerate() {
+            self.update(group, |m| merge_state(m, values, row));
         }
         Ok(())
     }
@@ -477,8 +502,7 @@ impl GroupsAccumulator for ExactGroupsAccumulator {
     }
 
     fn size(&self) -> usize {
-        self.groups.capacity() * size_of::<Moments>()
-            + self.groups.iter().map(Moments::heap_size).sum::<usize>()
+        self.groups.capacity() * size_of::<Moments>() + self.heap
     }
 }
 
