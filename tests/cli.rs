@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{DAY_END, NOW, START, iodrift, point, query, stdout_of, write_store};
+use common::{DAY_END, NOW, START, iodrift, point, query, stdout_of, write_parquet, write_store};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
@@ -326,6 +326,22 @@ fn bad_stores_are_named() {
         contains("dt=2026-03-01/hour=10/strings.parquet")
             .and(contains("value"))
             .and(contains("Utf8")),
+    );
+
+    // A row filed under the wrong hour would split its 10 s span in two.
+    let misfiled = dir.path().join("misfiled");
+    write_store(
+        &misfiled,
+        &[point("2026-03-01T10:00:00Z", "a", "transmit", 1.0)],
+    );
+    write_parquet(
+        &misfiled.join("dt=2026-03-01/hour=10/late.parquet"),
+        &[&point("2026-03-01T11:00:05Z", "a", "transmit", 2.0)],
+    );
+    baseline(&misfiled).assert().failure().stderr(
+        contains("dt=2026-03-01/hour=10/late.parquet")
+            .and(contains("2026-03-01T11:00:05.000Z"))
+            .and(contains("outside its partition hour dt=2026-03-01/hour=10")),
     );
     assert_eq!(
         std::fs::read_dir(&baselines).unwrap().count(),

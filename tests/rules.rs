@@ -4,6 +4,10 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
+
+use datafusion::arrow::array::UInt32Array;
+use datafusion::parquet::arrow::ArrowWriter;
 
 use common::reference::{self, BaselineRows};
 use common::{DAY_END, START, iodrift, point, query, stdout_of, write_store};
@@ -112,6 +116,91 @@ fn baselines_are_the_same_bytes_whatever_the_parallelism() {
         .assert()
         .failure()
         .stderr(predicates::str::contains("DATAFUSION_"));
+}
+
+/// Copies `store` with each hour's rows reversed and split over two files that declare no sort
+/// order, as an unsorted ingest would leave them.
+fn refile_unsorted(store: &Path, copy: &Path) {
+    use datafusion::arrow::compute::{concat_batches, take_record_batch};
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    for day in std::fs::read_dir(store).unwrap() {
+        for hour in std::fs::read_dir(day.unwrap().path()).unwrap() {
+            let hour = hour.unwrap().path();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(hour.join("generated.parquet")).unwrap(),
+            )
+            .unwrap();
+            let schema = reader.schema().clone();
+            let batches: Vec<_> = reader.build().unwrap().map(Result::unwrap).collect();
+            let rows = concat_batches(&schema, &batches).unwrap();
+            let reversed = UInt32Array::from_iter_values((0..rows.num_rows() as u32).rev());
+            let rows = take_record_batch(&rows, &reversed).unwrap();
+            let half = rows.num_rows() / 2;
+            let target = copy.join(hour.strip_prefix(store).unwrap());
+            std::fs::create_dir_all(&target).unwrap();
+            for (name, part) in [
+                ("a", rows.slice(0, half)),
+                ("b", rows.slice(half, rows.num_rows() - half)),
+            ] {
+                let file =
+                    std::fs::File::create(target.join(format!("part-{name}.parquet"))).unwrap();
+                let mut writer = ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+                writer.write(&part).unwrap();
+                writer.close().unwrap();
+            }
+        }
+    }
+}
+
+/// The span stage streams in the files' declared order; rows filed in any order, over several
+/// files an hour, give the same bytes through the unordered path.
+#[test]
+fn baselines_do_not_depend_on_how_rows_are_filed() {
+    let generated = common::generate(6);
+    let unsorted = generated.dir.path().join("unsorted");
+    refile_unsorted(&generated.store, &unsorted);
+    let span_order = |store: &Path| {
+        let plan = stdout_of(
+            iodrift()
+                .env("DATAFUSION_EXECUTION_TARGET_PARTITIONS", "2")
+                .args([
+                    "sql",
+                    "--format",
+                    "csv",
+                    "-c",
+                    "EXPLAIN SELECT * FROM spans",
+                    "--store",
+                ])
+                .arg(store),
+        );
+        let at = plan
+            .find("ordering_mode=")
+            .expect("the span aggregate streams");
+        let end = plan[at..].find("])").expect("a partially sorted aggregate") + 2;
+        plan[at..at + end].to_string()
+    };
+    // hour, cluster, pod, direction, bucket: all keys but node, which the order does not cover.
+    assert_eq!(
+        span_order(&generated.store),
+        "ordering_mode=PartiallySorted([0, 1, 2, 4, 5])"
+    );
+    assert_eq!(span_order(&unsorted), "ordering_mode=PartiallySorted([0])");
+
+    let sorted_out = generated.baselines();
+    let unsorted_out = generated.dir.path().join("unsorted-baselines");
+    common::baseline_command(&unsorted, &unsorted_out)
+        .assert()
+        .success();
+    for name in [
+        "k8s_container_network_io_baseline.csv",
+        "k8s_container_network_io_ratio_baseline.csv",
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(unsorted_out.join(name)).unwrap(),
+            std::fs::read_to_string(sorted_out.join(name)).unwrap(),
+            "{name}"
+        );
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
