@@ -202,6 +202,9 @@ def main():
     run.add_argument("--iodrift", required=True)
     run.add_argument("--store", required=True, type=Path)
     run.add_argument("--runs", type=int, default=3)
+    run.add_argument("--engines", default="iodrift,duckdb",
+                     help="comma-separated: iodrift, duckdb (answers are cross-checked only with both)")
+    run.add_argument("--memory-limit", help="passed to iodrift's --memory-limit (e.g. 4GiB)")
     task = sub.add_parser("duckdb-task")
     task.add_argument("task", choices=["baseline", "detect"])
     for flag in ("--store", "--earliest", "--latest", "--out", "--baselines"):
@@ -216,15 +219,19 @@ def main():
     detect_now = end + timedelta(minutes=10)
     detect_window = (detect_now - timedelta(minutes=70), detect_now - timedelta(minutes=10))
     work = Path(tempfile.mkdtemp(prefix="iodrift-bench-"))
+    engines = [e for e in ("iodrift", "duckdb") if e in args.engines.split(",")]
+    if not engines:
+        sys.exit("--engines names neither iodrift nor duckdb")
+    limit = ["--memory-limit", args.memory_limit] if args.memory_limit else []
     tasks = {
         "baseline": ((start, end), lambda out: (
             [args.iodrift, "baseline", "--store", str(args.store), "--out", str(out),
-             "--earliest", iso(start), "--latest", iso(end)],
+             "--earliest", iso(start), "--latest", iso(end), *limit],
             [sys.executable, __file__, "duckdb-task", "baseline", "--store", str(args.store),
              "--earliest", iso(start), "--latest", iso(end), "--out", str(out)])),
         "detect (last hour)": (detect_window, lambda out: (
             [args.iodrift, "detect", "--store", str(args.store), "--baselines", str(work / "iodrift-baseline-0"),
-             "--now", iso(detect_now), "--format", "json", "--output", str(out / "findings.json")],
+             "--now", iso(detect_now), "--format", "json", "--output", str(out / "findings.json"), *limit],
             [sys.executable, __file__, "duckdb-task", "detect", "--store", str(args.store),
              "--earliest", iso(detect_window[0]), "--latest", iso(detect_window[1]),
              "--baselines", str(work / "iodrift-baseline-0"), "--out", str(out)])),
@@ -232,13 +239,16 @@ def main():
     results = []
     for name, (window, commands) in tasks.items():
         rows = count_rows(args.store, *window)
-        samples = {"iodrift": [], "duckdb": []}
+        samples = {engine: [] for engine in engines}
+        findings = None
         for run_index in range(args.runs):
-            for engine in ("iodrift", "duckdb") if run_index % 2 == 0 else ("duckdb", "iodrift"):
+            for engine in engines if run_index % 2 == 0 else engines[::-1]:
                 out = work / f"{engine}-{name.split()[0]}-{run_index}"
                 out.mkdir()
                 command = commands(out)[0 if engine == "iodrift" else 1]
                 samples[engine].append(measure(command))
+            if len(engines) < 2:
+                continue
             if name == "baseline":
                 check_baselines(work / f"iodrift-baseline-{run_index}", work / f"duckdb-baseline-{run_index}")
             else:
@@ -246,20 +256,22 @@ def main():
                                           work / f"duckdb-detect-{run_index}" / "findings.json")
         medians = {e: (statistics.median(s[0] for s in v), max(s[1] for s in v)) for e, v in samples.items()}
         results.append((name, rows, medians))
-        if name != "baseline":
+        if findings is not None:
             print(f"# {findings} findings, identical in both engines", file=sys.stderr)
 
     pods = labels["pods"]
     hours = round((end - start).total_seconds() / 3600)
-    print(f"workload: {pods} pods, {hours} h, store {args.store}; median of {args.runs} runs, alternating")
+    limited = f"; iodrift --memory-limit {args.memory_limit}" if args.memory_limit else ""
+    print(f"workload: {pods} pods, {hours} h, store {args.store}; median of {args.runs} runs, alternating{limited}")
     print("| task | engine | rows scanned | wall s | rows/s | peak RSS MiB | iodrift/DuckDB wall |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for name, rows, medians in results:
-        ratio = medians["iodrift"][0] / medians["duckdb"][0]
-        for engine in ("iodrift", "duckdb"):
+        both = len(medians) == 2
+        ratio = f"{medians['iodrift'][0] / medians['duckdb'][0]:.2f}" if both else "n/a"
+        for engine in engines:
             wall, rss = medians[engine]
             print(f"| {name} | {engine} | {rows:,} | {wall:.2f} | {rows / wall:,.0f} | {rss / 2**20:,.0f} | "
-                  f"{f'{ratio:.2f}' if engine == 'iodrift' else ''} |")
+                  f"{ratio if engine == 'iodrift' else ''} |")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of iodrift and DuckDB on one synthetic store (see benches/compare.py).
 #   benches/run.sh [--services N] [--replicas N] [--hours N] [--runs N] [--seed N]
-# Defaults: 500 Deployments x 3 replicas (~2,000 pods with DaemonSets and the rest), 168 hours.
+#                  [--engines iodrift,duckdb] [--memory-limit SIZE]
+# Defaults: 220 Deployments x 3 replicas (~2,000 pods with DaemonSets, StatefulSets and Jobs), 168 hours.
 # The store is generated once into ~/.cache/iodrift-bench and reused; DuckDB comes from PyPI
 # into a virtualenv there too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-services=500 replicas=3 hours=168 runs=3 seed=1
+services=220 replicas=3 hours=168 runs=3 seed=1 engines=iodrift,duckdb limit=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --services) services=$2; shift 2 ;;
@@ -15,6 +16,8 @@ while [ $# -gt 0 ]; do
         --hours) hours=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --seed) seed=$2; shift 2 ;;
+        --engines) engines=$2; shift 2 ;;
+        --memory-limit) limit=(--memory-limit "$2"); shift 2 ;;
         *) echo "unknown flag $1" >&2; exit 2 ;;
     esac
 done
@@ -42,4 +45,5 @@ if [ ! -f "$store.labels.json" ]; then
 fi
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -srm)"
-"$cache/venv/bin/python" benches/compare.py run --iodrift "$iodrift" --store "$store" --runs "$runs"
+"$cache/venv/bin/python" benches/compare.py run --iodrift "$iodrift" --store "$store" --runs "$runs" \
+    --engines "$engines" "${limit[@]}"

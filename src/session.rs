@@ -20,6 +20,7 @@ use crate::baseline::Baseline;
 use crate::error::{Error, Result};
 use crate::rules::{RULES, Rule, SQL};
 use crate::store::{Scan, Store};
+use crate::table;
 use crate::time::Window;
 
 /// Configures and builds a [`Session`].
@@ -117,6 +118,17 @@ impl SessionBuilder {
                 ctx.runtime_env().cache_manager.get_file_metadata_cache(),
             )
             .await?;
+        let target = ctx.state().config().target_partitions();
+        if table::streams_by_hour(&scan, target) && scan.partitions.len() < target {
+            // Sorted hours stream one per partition; more partitions than hours would only split
+            // each sorted stream and merge it back in order.
+            ctx.state_ref()
+                .write()
+                .config_mut()
+                .options_mut()
+                .execution
+                .target_partitions = scan.partitions.len();
+        }
         register_metrics(&ctx, &self.store, &scan, self.window.as_ref())?;
 
         for rule in RULES {

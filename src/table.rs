@@ -35,8 +35,9 @@ pub const HOUR: &str = "hour";
 /// as the hour ends, instead of holding every group of the window. When every file also
 /// declares the store's sort order, the scan is ordered by `hour` then [`store::SORT_ORDER`]
 /// (DataFusion checks the files' statistics before relying on it), and a group whose keys
-/// follow that order is emitted as soon as it is complete. With fewer hours than partitions the
-/// files are split into byte ranges across all partitions, for parallelism.
+/// follow that order is emitted as soon as it is complete, even with fewer hours than
+/// partitions (the session then runs as many partitions as hours, see session.rs). Unsorted
+/// files of fewer hours than partitions are split into byte ranges across all partitions.
 #[derive(Debug)]
 pub struct HourTable {
     url: ObjectStoreUrl,
@@ -82,16 +83,17 @@ impl HourTable {
         Arc::new(Column::new(name, index))
     }
 
+    fn all_sorted(&self) -> bool {
+        all_sorted(&self.partitions)
+    }
+
     /// `hour`, and `hour` then the files' own order when every file declares it.
     fn orderings(&self) -> Vec<LexOrdering> {
         let ascending =
             |name: &str| PhysicalSortExpr::new(self.column(name), SortOptions::new(false, false));
         let by_hour = LexOrdering::new([ascending(HOUR)]);
-        let all_sorted = self
-            .partitions
-            .iter()
-            .all(|p| p.files.iter().all(|file| file.sorted));
-        let within_hour = all_sorted
+        let within_hour = self
+            .all_sorted()
             .then(|| {
                 LexOrdering::new(
                     std::iter::once(HOUR)
@@ -102,6 +104,18 @@ impl HourTable {
             .flatten();
         by_hour.into_iter().chain(within_hour).collect()
     }
+}
+
+fn all_sorted(partitions: &[HourPartition]) -> bool {
+    partitions
+        .iter()
+        .all(|p| p.files.iter().all(|file| file.sorted))
+}
+
+/// Whether the scan of `scan` deals whole hours to its partitions (see [`HourTable`]) when
+/// DataFusion runs `target` partitions.
+pub fn streams_by_hour(scan: &Scan, target: usize) -> bool {
+    !scan.partitions.is_empty() && (scan.partitions.len() >= target || all_sorted(&scan.partitions))
 }
 
 fn hour_field() -> Field {
@@ -153,7 +167,8 @@ impl TableProvider for HourTable {
             .with_table_partition_cols(vec![Arc::new(hour_field())])
             .build();
         let source = Arc::new(ParquetSource::new(table_schema));
-        let by_hour = self.partitions.len() >= target;
+        let by_hour = self.partitions.len() >= target || self.all_sorted();
+        let target = target.min(self.partitions.len());
         let (groups, ordering, partitioning) = if by_hour {
             (
                 self.hour_groups(target),
