@@ -10,7 +10,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::number::{format_number, round_half_away_from_zero};
+use crate::number::round_half_away_from_zero;
 
 /// The SQL name of the anomaly-text UDF.
 pub const ANOMALY_TEXT_UDF_NAME: &str = "escu_anomalies";
@@ -32,34 +32,44 @@ pub struct Measure<'a> {
 /// Z null, and SPL's null + string turns the whole text to null for good: `None`. One trailing
 /// `,` followed by one whitespace character is removed at the end.
 pub fn anomaly_text(phrase: &str, measures: &[Measure<'_>]) -> Option<String> {
-    let mut ordered: Vec<&Measure<'_>> = measures.iter().collect();
+    let mut ordered: Vec<Measure<'_>> = measures.to_vec();
     ordered.sort_by(|a, b| a.name.cmp(b.name));
     let mut text = String::new();
-    for measure in ordered {
+    write_anomaly_text(phrase, &ordered, &mut text).then_some(text)
+}
+
+/// [`anomaly_text`] of measures already in lexical order of their names, written into `text`
+/// (cleared first); `false` when the text is null.
+fn write_anomaly_text(phrase: &str, ordered: &[Measure<'_>], text: &mut String) -> bool {
+    use std::fmt::Write;
+    text.clear();
+    let firing = |m: &&Measure<'_>| match (m.value, m.avg, m.stdev) {
+        (Some(value), Some(avg), Some(stdev)) => {
+            value.partial_cmp(&(avg + 4.0 * stdev)) == Some(std::cmp::Ordering::Greater)
+        }
+        _ => false,
+    };
+    for measure in ordered.iter().filter(firing) {
         let (Some(value), Some(avg), Some(stdev)) = (measure.value, measure.avg, measure.stdev)
         else {
-            continue;
+            unreachable!("a firing measure has all three numbers");
         };
-        if value.partial_cmp(&(avg + 4.0 * stdev)) != Some(std::cmp::Ordering::Greater) {
-            continue;
-        }
         if stdev == 0.0 {
-            return None;
+            return false;
         }
         let z = round_half_away_from_zero((value - avg) / stdev, 2);
         let name = measure.name;
-        text.push_str(&format!(
-            "{name} {phrase} by {z} Standard Deviations. {name}={value} avg_{name}={avg} 'stdev_{name}'={stdev}, ",
-            z = format_number(z),
-            value = format_number(value),
-            avg = format_number(avg),
-            stdev = format_number(stdev),
-        ));
+        // `f64`'s Display is [`crate::format_number`]'s shortest round-trip form.
+        write!(
+            text,
+            "{name} {phrase} by {z} Standard Deviations. {name}={value} avg_{name}={avg} 'stdev_{name}'={stdev}, "
+        )
+        .expect("writing to a String cannot fail");
     }
-    if let Some(trimmed) = strip_trailing_comma_space(&text) {
+    if let Some(trimmed) = strip_trailing_comma_space(text) {
         text.truncate(trimmed);
     }
-    Some(text)
+    true
 }
 
 /// The length without SPL's `replace(anomalies, ",\s$", "")` match, if there is one.
@@ -174,17 +184,25 @@ impl ScalarUDFImpl for AnomalyText {
         let value_at = |array: &datafusion::arrow::array::Float64Array, row: usize| {
             array.is_valid(row).then(|| array.value(row))
         };
+        let mut ordered: Vec<(&String, &[&datafusion::arrow::array::Float64Array; 3])> =
+            names.iter().zip(&columns).collect();
+        ordered.sort_by(|a, b| a.0.cmp(b.0));
         let mut out = StringBuilder::with_capacity(rows, 0);
-        let mut measures = Vec::with_capacity(names.len());
+        let mut measures = Vec::with_capacity(ordered.len());
+        let mut text = String::new();
         for row in 0..rows {
             measures.clear();
-            measures.extend(names.iter().zip(&columns).map(|(name, [v, a, s])| Measure {
+            measures.extend(ordered.iter().map(|(name, [v, a, s])| Measure {
                 name,
                 value: value_at(v, row),
                 avg: value_at(a, row),
                 stdev: value_at(s, row),
             }));
-            out.append_option(anomaly_text(&phrase, &measures));
+            if write_anomaly_text(&phrase, &measures, &mut text) {
+                out.append_value(&text);
+            } else {
+                out.append_null();
+            }
         }
         let result: ArrayRef = Arc::new(out.finish());
         if args
