@@ -83,17 +83,12 @@ impl HourTable {
         Arc::new(Column::new(name, index))
     }
 
-    fn all_sorted(&self) -> bool {
-        all_sorted(&self.partitions)
-    }
-
     /// `hour`, and `hour` then the files' own order when every file declares it.
     fn orderings(&self) -> Vec<LexOrdering> {
         let ascending =
             |name: &str| PhysicalSortExpr::new(self.column(name), SortOptions::new(false, false));
         let by_hour = LexOrdering::new([ascending(HOUR)]);
-        let within_hour = self
-            .all_sorted()
+        let within_hour = all_sorted(&self.partitions)
             .then(|| {
                 LexOrdering::new(
                     std::iter::once(HOUR)
@@ -115,7 +110,11 @@ fn all_sorted(partitions: &[HourPartition]) -> bool {
 /// Whether the scan of `scan` deals whole hours to its partitions (see [`HourTable`]) when
 /// DataFusion runs `target` partitions.
 pub fn streams_by_hour(scan: &Scan, target: usize) -> bool {
-    !scan.partitions.is_empty() && (scan.partitions.len() >= target || all_sorted(&scan.partitions))
+    by_hour(&scan.partitions, target)
+}
+
+fn by_hour(partitions: &[HourPartition], target: usize) -> bool {
+    !partitions.is_empty() && (partitions.len() >= target || all_sorted(partitions))
 }
 
 fn hour_field() -> Field {
@@ -167,9 +166,9 @@ impl TableProvider for HourTable {
             .with_table_partition_cols(vec![Arc::new(hour_field())])
             .build();
         let source = Arc::new(ParquetSource::new(table_schema));
-        let by_hour = self.partitions.len() >= target || self.all_sorted();
+        let streams = by_hour(&self.partitions, target);
         let target = target.min(self.partitions.len());
-        let (groups, ordering, partitioning) = if by_hour {
+        let (groups, ordering, partitioning) = if streams {
             (
                 self.hour_groups(target),
                 self.orderings(),

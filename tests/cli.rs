@@ -684,16 +684,7 @@ fn the_sample_baselines_are_what_baseline_computes_from_the_sample_store() {
     common::baseline_command(&data.join("store"), out.path())
         .assert()
         .success();
-    for name in [
-        "k8s_container_network_io_baseline.csv",
-        "k8s_container_network_io_ratio_baseline.csv",
-    ] {
-        assert_eq!(
-            std::fs::read_to_string(out.path().join(name)).unwrap(),
-            std::fs::read_to_string(data.join("baselines").join(name)).unwrap(),
-            "{name}"
-        );
-    }
+    common::assert_same_lookups(out.path(), &data.join("baselines"));
 }
 
 #[test]

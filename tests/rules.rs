@@ -191,16 +191,7 @@ fn baselines_do_not_depend_on_how_rows_are_filed() {
     common::baseline_command(&unsorted, &unsorted_out)
         .assert()
         .success();
-    for name in [
-        "k8s_container_network_io_baseline.csv",
-        "k8s_container_network_io_ratio_baseline.csv",
-    ] {
-        assert_eq!(
-            std::fs::read_to_string(unsorted_out.join(name)).unwrap(),
-            std::fs::read_to_string(sorted_out.join(name)).unwrap(),
-            "{name}"
-        );
-    }
+    common::assert_same_lookups(&unsorted_out, &sorted_out);
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -569,15 +560,7 @@ fn memory_limit_caps_the_engine() {
     let (roomy, out) = run("1GiB");
     roomy.success();
     let unlimited = generated.baselines();
-    for name in [
-        "k8s_container_network_io_baseline.csv",
-        "k8s_container_network_io_ratio_baseline.csv",
-    ] {
-        assert_eq!(
-            std::fs::read(out.join(name)).unwrap(),
-            std::fs::read(unlimited.join(name)).unwrap()
-        );
-    }
+    common::assert_same_lookups(&out, &unlimited);
     let (tiny, out) = run("1KiB");
     tiny.failure()
         .stderr(predicates::str::contains("Resources exhausted"));

@@ -216,6 +216,23 @@ pub fn write_parquet(path: &Path, points: &[&Point]) {
     writer.close().unwrap();
 }
 
+/// The lookup files `iodrift baseline` writes.
+pub const LOOKUP_FILES: [&str; 2] = [
+    "k8s_container_network_io_baseline.csv",
+    "k8s_container_network_io_ratio_baseline.csv",
+];
+
+/// Asserts that both lookups in `actual` are the same bytes as in `expected`.
+pub fn assert_same_lookups(actual: &Path, expected: &Path) {
+    for name in LOOKUP_FILES {
+        assert_eq!(
+            std::fs::read_to_string(actual.join(name)).unwrap(),
+            std::fs::read_to_string(expected.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
 /// Standard output of a successful run, as text.
 pub fn stdout_of(command: &mut Command) -> String {
     let output = command.assert().success().get_output().stdout.clone();
