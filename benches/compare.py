@@ -108,6 +108,11 @@ COPY (
 """
 
 
+DUCKDB_WRITE = """
+COPY (SELECT * FROM read_parquet({files})) TO '{out}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1);
+"""
+
+
 def iso(t):
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -133,6 +138,10 @@ def duckdb_task(args):
     files = hour_files(Path(args.store), earliest, latest)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    if args.task == "write":
+        for index, file in enumerate(files):
+            con.execute(DUCKDB_WRITE.format(files=[file], out=Path(args.out) / f"{index:05}.parquet"))
+        return
     con.execute(DUCKDB_SPANS.format(regex=SERVICE_REGEX, files=files, earliest=args.earliest, latest=args.latest))
     if args.task == "baseline":
         con.execute(DUCKDB_BASELINES.format(out=args.out))
@@ -188,6 +197,22 @@ def check_findings(ours, theirs):
     return len(a)
 
 
+def check_written(store, ours, theirs):
+    """Both engines wrote the store's rows: same count, value sum, times and pods."""
+    import duckdb
+
+    def summary(files):
+        return duckdb.connect().execute(
+            f"SELECT count(*), sum(value), epoch_ms(min(time)), epoch_ms(max(time)), count(DISTINCT pod) FROM read_parquet({files})"
+        ).fetchone()
+
+    expected = summary([f"{store}/**/*.parquet"])
+    for engine, out in (("iodrift", ours), ("duckdb", theirs)):
+        got = summary([f"{out}/**/*.parquet"])
+        if got != expected:
+            sys.exit(f"write: {engine} wrote {got}, the store holds {expected}")
+
+
 def count_rows(store, earliest, latest):
     import duckdb
 
@@ -205,8 +230,11 @@ def main():
     run.add_argument("--engines", default="iodrift,duckdb",
                      help="comma-separated: iodrift, duckdb (answers are cross-checked only with both)")
     run.add_argument("--memory-limit", help="passed to iodrift's --memory-limit (e.g. 4GiB)")
+    run.add_argument("--generate", nargs=argparse.REMAINDER, default=None,
+                     help="also time writing: `iodrift generate` with these flags (those the store was "
+                          "generated with) against DuckDB rewriting the store's files; must come last")
     task = sub.add_parser("duckdb-task")
-    task.add_argument("task", choices=["baseline", "detect"])
+    task.add_argument("task", choices=["baseline", "detect", "write"])
     for flag in ("--store", "--earliest", "--latest", "--out", "--baselines"):
         task.add_argument(flag)
     args = parser.parse_args()
@@ -236,6 +264,11 @@ def main():
              "--earliest", iso(detect_window[0]), "--latest", iso(detect_window[1]),
              "--baselines", str(work / "iodrift-baseline-0"), "--out", str(out)])),
     }
+    if args.generate is not None:
+        tasks["write (generate)"] = ((start, end), lambda out: (
+            [args.iodrift, "generate", "--out", str(out / "store"), *args.generate],
+            [sys.executable, __file__, "duckdb-task", "write", "--store", str(args.store),
+             "--earliest", iso(start), "--latest", iso(end), "--out", str(out)]))
     results = []
     for name, (window, commands) in tasks.items():
         rows = count_rows(args.store, *window)
@@ -249,7 +282,12 @@ def main():
                 samples[engine].append(measure(command))
             if len(engines) < 2:
                 continue
-            if name == "baseline":
+            if name.startswith("write"):
+                check_written(args.store, work / f"iodrift-write-{run_index}" / "store",
+                              work / f"duckdb-write-{run_index}")
+                for engine in engines:
+                    subprocess.run(["rm", "-rf", str(work / f"{engine}-write-{run_index}")], check=True)
+            elif name == "baseline":
                 check_baselines(work / f"iodrift-baseline-{run_index}", work / f"duckdb-baseline-{run_index}")
             else:
                 findings = check_findings(work / f"iodrift-detect-{run_index}" / "findings.json",
@@ -263,7 +301,7 @@ def main():
     hours = round((end - start).total_seconds() / 3600)
     limited = f"; iodrift --memory-limit {args.memory_limit}" if args.memory_limit else ""
     print(f"workload: {pods} pods, {hours} h, store {args.store}; median of {args.runs} runs, alternating{limited}")
-    print("| task | engine | rows scanned | wall s | rows/s | peak RSS MiB | iodrift/DuckDB wall |")
+    print("| task | engine | rows scanned (written) | wall s | rows/s | peak RSS MiB | iodrift/DuckDB wall |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for name, rows, medians in results:
         both = len(medians) == 2

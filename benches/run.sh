@@ -3,6 +3,8 @@
 #   benches/run.sh [--services N] [--replicas N] [--hours N] [--runs N] [--seed N]
 #                  [--engines iodrift,duckdb] [--memory-limit SIZE]
 # Defaults: 220 Deployments x 3 replicas (~2,000 pods with DaemonSets, StatefulSets and Jobs), 168 hours.
+# Tasks: both baselines over the whole store, both detections over its last hour, and writing
+# (iodrift generating the store again against DuckDB rewriting its files, hour by hour).
 # The store is generated once into ~/.cache/iodrift-bench and reused; DuckDB comes from PyPI
 # into a virtualenv there too.
 set -euo pipefail
@@ -34,7 +36,7 @@ if [ ! -x "$cache/venv/bin/python" ]; then
 fi
 "$cache/venv/bin/python" -c 'import duckdb' 2>/dev/null || "$cache/venv/bin/pip" install --quiet duckdb
 
-store="$cache/store-s$services-r$replicas-h$hours-seed$seed"
+store="$cache/store-v2-s$services-r$replicas-h$hours-seed$seed"
 if [ ! -f "$store.labels.json" ]; then
     rm -rf "$store.tmp"
     "$iodrift" generate --out "$store.tmp" --services "$services" --replicas "$replicas" \
@@ -46,4 +48,5 @@ fi
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -srm)"
 "$cache/venv/bin/python" benches/compare.py run --iodrift "$iodrift" --store "$store" --runs "$runs" \
-    --engines "$engines" "${limit[@]}"
+    --engines "$engines" "${limit[@]}" --generate --services "$services" --replicas "$replicas" \
+    --hours "$hours" --seed "$seed" --start 2026-03-01T00:00:00Z

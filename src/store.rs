@@ -14,8 +14,11 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{ObjectMeta, ObjectStore};
-use datafusion::parquet::file::metadata::ParquetMetaData;
+use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
+use datafusion::parquet::file::metadata::{ParquetMetaData, SortingColumn};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::file::statistics::Statistics;
+use datafusion::parquet::schema::types::ColumnPath;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{Error, Result};
@@ -84,6 +87,34 @@ pub struct StoreFile {
 
 /// The order ingest and `generate` write each file in (Parquet `sorting_columns`).
 pub const SORT_ORDER: [&str; 4] = ["cluster", "pod", "direction", "time"];
+
+/// How every store file is written: ZSTD; the sort order declared in `sorting_columns`;
+/// dictionaries for the label columns only (time and value are nearly all distinct, and
+/// byte-stream-split values compress better); min/max statistics only where a reader uses them
+/// (time pruning, the declared order's checks, values).
+pub fn writer_properties() -> WriterProperties {
+    let schema = schema();
+    let sorted_by = |name: &str| SortingColumn {
+        column_idx: schema
+            .index_of(name)
+            .expect("sort column in the store schema") as i32,
+        descending: false,
+        nulls_first: false,
+    };
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("valid level"),
+        ))
+        .set_sorting_columns(Some(SORT_ORDER.iter().map(|c| sorted_by(c)).collect()))
+        .set_column_dictionary_enabled(ColumnPath::from("time"), false)
+        .set_column_dictionary_enabled(ColumnPath::from("value"), false)
+        .set_column_encoding(ColumnPath::from("value"), Encoding::BYTE_STREAM_SPLIT);
+    for name in ["metric", "namespace", "node", "interface"] {
+        builder =
+            builder.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
+    }
+    builder.build()
+}
 
 impl Scan {
     pub fn files(&self) -> impl Iterator<Item = &StoreFile> {

@@ -12,14 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 use datafusion::arrow::array::{
-    ArrayRef, DictionaryArray, Float64Array, Int32Array, RecordBatch, StringArray,
+    ArrayRef, DictionaryArray, Float64Array, Int32Builder, RecordBatch, StringArray,
     TimestampMillisecondArray,
 };
 use datafusion::arrow::datatypes::Int32Type;
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::metadata::SortingColumn;
-use datafusion::parquet::file::properties::WriterProperties;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -149,13 +146,16 @@ pub fn generate(spec: &Spec, out: &Path) -> Result<Summary> {
             .map(|_| {
                 scope.spawn(|| {
                     let mut rows = 0;
+                    let mut capacity = 0;
                     loop {
                         let hour = next_hour.fetch_add(1, Ordering::Relaxed);
                         if hour >= spec.hours as usize {
                             return Ok(rows);
                         }
                         let start = spec.start_ms() + hour as i64 * HOUR_MS;
-                        let batch = hour_batch(spec, &clusters, &injections, start);
+                        let batch = hour_batch(spec, &clusters, &injections, start, capacity);
+                        // The next hour is about as large: its columns are allocated once.
+                        capacity = batch.num_rows() + batch.num_rows() / 8;
                         rows += batch.num_rows() as u64;
                         write_hour(out, start, &batch)?;
                     }
@@ -297,14 +297,21 @@ fn labels(spec: &Spec, clusters: &[Cluster], plan: &[Vec<Vec<Injection>>]) -> La
 }
 
 /// Dictionary-encoded column: distinct values, and a key per row.
-#[derive(Default)]
 struct Column {
     values: Vec<String>,
     index: HashMap<String, i32>,
-    keys: Vec<Option<i32>>,
+    keys: Int32Builder,
 }
 
 impl Column {
+    fn with_capacity(rows: usize) -> Column {
+        Column {
+            values: Vec::new(),
+            index: HashMap::new(),
+            keys: Int32Builder::with_capacity(rows),
+        }
+    }
+
     fn value(&mut self, value: &str) -> i32 {
         if let Some(key) = self.index.get(value) {
             return *key;
@@ -315,10 +322,12 @@ impl Column {
         key
     }
 
-    fn array(self) -> ArrayRef {
-        let keys = Int32Array::from(self.keys);
+    fn array(mut self) -> ArrayRef {
         let values = Arc::new(StringArray::from(self.values));
-        Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values).expect("keys index values"))
+        Arc::new(
+            DictionaryArray::<Int32Type>::try_new(self.keys.finish(), values)
+                .expect("keys index values"),
+        )
     }
 }
 
@@ -329,9 +338,10 @@ fn hour_batch(
     clusters: &[Cluster],
     plan: &[Vec<Vec<Injection>>],
     hour: i64,
+    capacity: usize,
 ) -> RecordBatch {
-    let mut time = Vec::new();
-    let mut value = Vec::new();
+    let mut time = Vec::with_capacity(capacity);
+    let mut value = Vec::with_capacity(capacity);
     let [
         mut metric,
         mut cluster_col,
@@ -340,7 +350,7 @@ fn hour_batch(
         mut pod_col,
         mut direction,
         mut interface,
-    ] = std::array::from_fn(|_| Column::default());
+    ] = std::array::from_fn(|_| Column::with_capacity(capacity));
     let network = metric.value(NETWORK_IO_METRIC);
     let memory = metric.value(MEMORY_METRIC);
     let receive = direction.value("receive");
@@ -380,16 +390,16 @@ fn hour_batch(
                         value.push(
                             (total * traffic::interface_share(interface_keys.len(), index)).round(),
                         );
-                        metric.keys.push(Some(network));
+                        metric.keys.append_value(network);
                         for (column, key) in
                             [&mut cluster_col, &mut namespace, &mut node, &mut pod_col]
                                 .into_iter()
                                 .zip(keys)
                         {
-                            column.keys.push(key);
+                            column.keys.append_option(key);
                         }
-                        direction.keys.push(Some(dir));
-                        interface.keys.push(Some(*key));
+                        direction.keys.append_value(dir);
+                        interface.keys.append_value(*key);
                     }
                 }
             }
@@ -399,15 +409,15 @@ fn hour_batch(
             {
                 time.push(point.time);
                 value.push(traffic::memory(pod, &mut rng));
-                metric.keys.push(Some(memory));
+                metric.keys.append_value(memory);
                 for (column, key) in [&mut cluster_col, &mut namespace, &mut node, &mut pod_col]
                     .into_iter()
                     .zip(keys)
                 {
-                    column.keys.push(key);
+                    column.keys.append_option(key);
                 }
-                direction.keys.push(None);
-                interface.keys.push(None);
+                direction.keys.append_null();
+                interface.keys.append_null();
             }
         }
     }
@@ -432,22 +442,7 @@ fn write_hour(out: &Path, hour: i64, batch: &RecordBatch) -> Result<()> {
         .join(format!("dt={}", at.format("%Y-%m-%d")))
         .join(format!("hour={}", at.format("%H")));
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-    let sorted_by = |column: usize| SortingColumn {
-        column_idx: column as i32,
-        descending: false,
-        nulls_first: false,
-    };
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("valid level"),
-        ))
-        .set_sorting_columns(Some(vec![
-            sorted_by(2),
-            sorted_by(5),
-            sorted_by(6),
-            sorted_by(0),
-        ]))
-        .build();
+    let properties = store::writer_properties();
     write_atomically(&dir.join("generated.parquet"), |file| {
         let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
             .map_err(std::io::Error::other)?;

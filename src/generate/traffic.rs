@@ -150,9 +150,9 @@ pub fn scrape_time(seed: u64, pod: &Pod, k: i64) -> Option<i64> {
     pod.alive.contains(&at).then_some(at)
 }
 
-/// The scrape before `k` that happened, if any within reach.
-fn previous_scrape(seed: u64, pod: &Pod, k: i64) -> Option<i64> {
-    (1..=MAX_GAP).find_map(|back| scrape_time(seed, pod, k - back))
+/// The number and time of the scrape before `k` that happened, if any within reach.
+fn latest_scrape_before(seed: u64, pod: &Pod, k: i64) -> Option<(i64, i64)> {
+    (1..=MAX_GAP).find_map(|back| scrape_time(seed, pod, k - back).map(|at| (k - back, at)))
 }
 
 /// One scrape's deltas: bytes received and transmitted per interface since the previous scrape.
@@ -175,9 +175,18 @@ pub fn points(
         + i64::from((hour - pod.offset_ms).rem_euclid(SCRAPE_MS) != 0);
     let mut out = Vec::with_capacity((HOUR_MS / SCRAPE_MS) as usize);
     let mut k = first;
+    // The latest scrape that happened (its number and time), carried along so that each scrape
+    // time is drawn once.
+    let mut latest = latest_scrape_before(seed, pod, k);
     while k * SCRAPE_MS + pod.offset_ms < hour + HOUR_MS {
-        if let (Some(at), Some(before)) = (scrape_time(seed, pod, k), previous_scrape(seed, pod, k))
-        {
+        let before = latest
+            .filter(|(latest_k, _)| k - latest_k <= MAX_GAP)
+            .map(|(_, at)| at);
+        let now = scrape_time(seed, pod, k);
+        if let Some(at) = now {
+            latest = Some((k, at));
+        }
+        if let (Some(at), Some(before)) = (now, before) {
             let seconds = (at - before) as f64 / 1000.0;
             let day_hours = (at.rem_euclid(24 * HOUR_MS)) as f64 / HOUR_MS as f64;
             let cycle = 1.0
