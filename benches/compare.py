@@ -197,14 +197,20 @@ def check_findings(ours, theirs):
     return len(a)
 
 
+def duckdb_fetch(sql):
+    """One row of a DuckDB query, run in a child process: DuckDB in this process would raise
+    the peak RSS that every later child inherits at fork (Linux keeps ru_maxrss across exec)."""
+    output = subprocess.run([sys.executable, __file__, "duckdb-sql", sql],
+                            check=True, capture_output=True, text=True).stdout
+    return tuple(json.loads(output))
+
+
 def check_written(store, ours, theirs):
     """Both engines wrote the store's rows: same count, value sum, times and pods."""
-    import duckdb
-
     def summary(files):
-        return duckdb.connect().execute(
-            f"SELECT count(*), sum(value), epoch_ms(min(time)), epoch_ms(max(time)), count(DISTINCT pod) FROM read_parquet({files})"
-        ).fetchone()
+        return duckdb_fetch(
+            "SELECT count(*), sum(value), epoch_ms(min(time)), epoch_ms(max(time)), count(DISTINCT pod) "
+            f"FROM read_parquet({files})")
 
     expected = summary([f"{store}/**/*.parquet"])
     for engine, out in (("iodrift", ours), ("duckdb", theirs)):
@@ -214,10 +220,8 @@ def check_written(store, ours, theirs):
 
 
 def count_rows(store, earliest, latest):
-    import duckdb
-
     files = hour_files(store, earliest, latest)
-    return duckdb.connect().execute(f"SELECT count(*) FROM read_parquet({files})").fetchone()[0]
+    return duckdb_fetch(f"SELECT count(*) FROM read_parquet({files})")[0]
 
 
 def main():
@@ -233,6 +237,8 @@ def main():
     run.add_argument("--generate", nargs=argparse.REMAINDER, default=None,
                      help="also time writing: `iodrift generate` with these flags (those the store was "
                           "generated with) against DuckDB rewriting the store's files; must come last")
+    fetch = sub.add_parser("duckdb-sql")
+    fetch.add_argument("sql")
     task = sub.add_parser("duckdb-task")
     task.add_argument("task", choices=["baseline", "detect", "write"])
     for flag in ("--store", "--earliest", "--latest", "--out", "--baselines"):
@@ -240,6 +246,10 @@ def main():
     args = parser.parse_args()
     if args.mode == "duckdb-task":
         return duckdb_task(args)
+    if args.mode == "duckdb-sql":
+        import duckdb
+
+        return print(json.dumps(list(duckdb.connect().execute(args.sql).fetchone())))
 
     labels = json.loads(Path(f"{args.store}.labels.json").read_text())
     start = datetime.fromisoformat(labels["start"].replace("Z", "+00:00"))

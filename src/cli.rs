@@ -33,6 +33,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// Replay the hourly detection schedule over a labelled store and score it per scenario.
     Eval(EvalArgs),
+    /// Turn OTLP, kubelet, Prometheus or Splunk exports into the store (each input once).
+    Ingest(IngestArgs),
+    /// Merge the files of each closed hour into one sorted file.
+    Compact(CompactArgs),
 }
 
 /// The window flags shared by the commands that read one.
@@ -221,4 +225,35 @@ pub struct EvalArgs {
     pub format: Format,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Store root to write into (created if missing).
+    #[arg(long, value_name = "S")]
+    pub store: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: crate::ingest::Format,
+    /// Cluster name for inputs that carry none (`k8s.cluster.name`); required for
+    /// kubelet-summary and prometheus.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Node name for inputs that carry none; required for prometheus unless samples have `node`.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Time of a snapshot whose samples carry no timestamp: RFC 3339 or relative time.
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub time: Option<String>,
+    /// Files or folders (walked in key order).
+    #[arg(value_name = "INPUT", required = true)]
+    pub inputs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    #[arg(long, value_name = "S")]
+    pub store: PathBuf,
+    /// Compact hours that ended at or before this time (default: the start of the current hour).
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub before: Option<String>,
 }

@@ -41,6 +41,10 @@ pub enum Error {
         context: String,
         source: Box<DataFusionError>,
     },
+    #[error("input {path}: {reason}")]
+    Input { path: String, reason: String },
+    #[error("{count} records rejected; reasons in {}", file.display())]
+    Rejected { count: u64, file: PathBuf },
     #[error("{0}")]
     Usage(String),
 }
@@ -49,6 +53,13 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { path, source }
+    }
+
+    pub fn input(path: &str, reason: impl Into<String>) -> Error {
+        Error::Input {
+            path: path.to_string(),
+            reason: reason.into(),
+        }
     }
 
     pub fn query(context: impl Into<String>) -> impl FnOnce(DataFusionError) -> Error {

@@ -3,10 +3,12 @@
 
 pub mod baseline;
 pub mod cli;
+pub mod compact;
 pub mod error;
 pub mod eval;
 pub mod finding;
 pub mod generate;
+pub mod ingest;
 pub mod output;
 pub mod repl;
 pub mod rules;

@@ -9,10 +9,12 @@ use datafusion::arrow::array::RecordBatch;
 
 use iodrift::Baseline;
 use iodrift::cli::{
-    BaselineArgs, Cli, Command, DemoArgs, DetectArgs, EvalArgs, GenerateArgs, SqlArgs,
+    BaselineArgs, Cli, Command, CompactArgs, DemoArgs, DetectArgs, EvalArgs, GenerateArgs,
+    IngestArgs, SqlArgs,
 };
 use iodrift::error::{Error, Result};
 use iodrift::generate::{self, Spec};
+use iodrift::ingest;
 use iodrift::output::{Format, Stdout, write_atomically, write_batches};
 use iodrift::repl::Repl;
 use iodrift::rules::RuleChoice;
@@ -57,6 +59,8 @@ async fn run(command: Command) -> Result<()> {
         Command::Generate(args) => generate(args).map(|_| ()),
         Command::Demo(args) => demo(args).await,
         Command::Eval(args) => eval(args).await,
+        Command::Ingest(args) => ingest(args),
+        Command::Compact(args) => compact(args),
     }
 }
 
@@ -168,6 +172,87 @@ fn generate(args: GenerateArgs) -> Result<generate::Summary> {
         summary.labels_path.display()
     );
     Ok(summary)
+}
+
+fn ingest(args: IngestArgs) -> Result<()> {
+    let now = Utc::now();
+    let needs = |flag: &str, value: &Option<String>| match value {
+        None => Err(Error::Usage(format!(
+            "--format {:?} carries no {flag} name: give --{flag}",
+            args.format
+        ))),
+        Some(_) => Ok(()),
+    };
+    match args.format {
+        ingest::Format::KubeletSummary => needs("cluster", &args.cluster)?,
+        ingest::Format::Prometheus => needs("cluster", &args.cluster)?,
+        _ => {}
+    }
+    let request = ingest::Request {
+        store: args.store,
+        format: args.format,
+        context: ingest::Context {
+            cluster: args.cluster,
+            node: args.node,
+            time: args.time.map(|t| resolve(&t, now, "--time")).transpose()?,
+        },
+        inputs: args.inputs,
+        now,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let started = std::time::Instant::now();
+    let report = ingest::ingest(&request)?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "ingested {} inputs ({} skipped as already ingested, {:.1} MB in {seconds:.2} s): {} points, {} rows written in {} files, {} rejected, {} ignored (other metrics), {} first points of a series, {} counter resets, {} repeated points{}",
+        report.inputs,
+        report.skipped_inputs,
+        report.bytes as f64 / 1e6,
+        report.points,
+        report.rows,
+        report.files.len(),
+        report.rejected,
+        report.ignored,
+        report.first_points,
+        report.resets,
+        report.duplicates,
+        report
+            .batch
+            .as_deref()
+            .map(|b| format!("; batch {b}"))
+            .unwrap_or_default(),
+    );
+    match report.rejects_file {
+        Some(file) => Err(Error::Rejected {
+            count: report.rejected,
+            file,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn compact(args: CompactArgs) -> Result<()> {
+    let now = Utc::now();
+    let before = match &args.before {
+        Some(t) => resolve(t, now, "--before")?,
+        None => resolve("@h", now, "--before")?,
+    };
+    let summary = ingest::compact(&args.store, before)?;
+    println!(
+        "compacted {} hours ({} files, {} rows){}",
+        summary.hours,
+        summary.files_merged,
+        summary.rows,
+        if summary.skipped_hours > 0 {
+            format!(
+                "; {} hours left alone: they hold files of an ingest batch not yet committed",
+                summary.skipped_hours
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
 }
 
 /// The main job on an embedded default: a small cluster, both baselines, both detections.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::{ScalarValue, Statistics as ColumnsStatistics};
 use datafusion::datasource::TableProvider;
@@ -14,6 +15,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{ObjectMeta, ObjectStore};
+use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
 use datafusion::parquet::file::metadata::{ParquetMetaData, SortingColumn};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -22,6 +24,7 @@ use datafusion::parquet::schema::types::ColumnPath;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{Error, Result};
+use crate::output::write_atomically;
 use crate::table::HourTable;
 use crate::time::Window;
 
@@ -86,6 +89,10 @@ pub struct StoreFile {
 }
 
 /// The order ingest and `generate` write each file in (Parquet `sorting_columns`).
+/// The footer key under which a compacted file lists (as a JSON array) the names of the files
+/// of its partition that it replaces; readers ignore those until compaction deletes them.
+pub const REPLACES_KEY: &str = "iodrift.replaces";
+
 pub const SORT_ORDER: [&str; 4] = ["cluster", "pod", "direction", "time"];
 
 /// How every store file is written: ZSTD; the sort order declared in `sorting_columns`;
@@ -114,6 +121,36 @@ pub fn writer_properties() -> WriterProperties {
             builder.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
     }
     builder.build()
+}
+
+/// Writes `batch` (rows of the hour starting at `hour`, ms, in store order) as `name` in that
+/// hour's partition under the local store root `root`, atomically.
+pub fn write_partition_file(
+    root: &std::path::Path,
+    hour: i64,
+    name: &str,
+    batch: &RecordBatch,
+) -> Result<std::path::PathBuf> {
+    let at = Utc
+        .timestamp_millis_opt(hour)
+        .single()
+        .ok_or_else(|| Error::Store {
+            location: root.display().to_string(),
+            reason: format!("hour {hour} ms is out of range"),
+        })?;
+    let dir = root
+        .join(format!("dt={}", at.format("%Y-%m-%d")))
+        .join(format!("hour={}", at.format("%H")));
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    let path = dir.join(name);
+    write_atomically(&path, |file| {
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()))
+            .map_err(std::io::Error::other)?;
+        writer.write(batch).map_err(std::io::Error::other)?;
+        writer.close().map_err(std::io::Error::other)?;
+        Ok(())
+    })?;
+    Ok(path)
 }
 
 impl Scan {
@@ -250,6 +287,7 @@ impl Store {
                     })
                     .collect();
                 files.sort_by(|a, b| a.meta.location.cmp(&b.meta.location));
+                let files = self.without_replaced(files).await?;
                 Ok::<_, Error>((hour, files))
             })
             .buffered(CONCURRENT_REQUESTS)
@@ -265,6 +303,52 @@ impl Store {
             }
         }
         Ok(scan)
+    }
+
+    /// Drops the files a compacted file of the same partition replaces: compaction writes the
+    /// merged file before deleting the old ones, and a reader in between must not see both.
+    async fn without_replaced(&self, files: Vec<StoreFile>) -> Result<Vec<StoreFile>> {
+        if files.len() < 2 {
+            return Ok(files);
+        }
+        let mut replaced = std::collections::HashSet::new();
+        for file in files.iter().filter(|f| {
+            f.meta
+                .location
+                .filename()
+                .is_some_and(|n| n.starts_with("compacted-"))
+        }) {
+            let path = self.display(&file.meta.location);
+            let metadata = DFParquetMetadata::new(self.objects.as_ref(), &file.meta)
+                .fetch_metadata()
+                .await
+                .map_err(|e| Error::StoreFile {
+                    path: path.clone(),
+                    reason: format!("not a readable Parquet file: {}", e.strip_backtrace()),
+                })?;
+            let names = metadata
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|kv| kv.iter().find(|kv| kv.key == REPLACES_KEY))
+                .and_then(|kv| kv.value.as_deref());
+            if let Some(names) = names {
+                let names: Vec<String> =
+                    serde_json::from_str(names).map_err(|e| Error::StoreFile {
+                        path: path.clone(),
+                        reason: format!("bad {REPLACES_KEY} footer entry: {e}"),
+                    })?;
+                replaced.extend(names);
+            }
+        }
+        Ok(files
+            .into_iter()
+            .filter(|f| {
+                f.meta
+                    .location
+                    .filename()
+                    .is_none_or(|n| !replaced.contains(n))
+            })
+            .collect())
     }
 
     /// Reads every file's footer and checks its columns against the store contract, so that a

@@ -16,7 +16,6 @@ use datafusion::arrow::array::{
     TimestampMillisecondArray,
 };
 use datafusion::arrow::datatypes::Int32Type;
-use datafusion::parquet::arrow::ArrowWriter;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -157,7 +156,7 @@ pub fn generate(spec: &Spec, out: &Path) -> Result<Summary> {
                         // The next hour is about as large: its columns are allocated once.
                         capacity = batch.num_rows() + batch.num_rows() / 8;
                         rows += batch.num_rows() as u64;
-                        write_hour(out, start, &batch)?;
+                        store::write_partition_file(out, start, "generated.parquet", &batch)?;
                     }
                 })
             })
@@ -434,20 +433,4 @@ fn hour_batch(
     ];
     RecordBatch::try_new(store::schema(), columns)
         .expect("generated columns match the store schema")
-}
-
-fn write_hour(out: &Path, hour: i64, batch: &RecordBatch) -> Result<()> {
-    let at = Utc.timestamp_millis_opt(hour).single().expect("in range");
-    let dir = out
-        .join(format!("dt={}", at.format("%Y-%m-%d")))
-        .join(format!("hour={}", at.format("%H")));
-    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-    let properties = store::writer_properties();
-    write_atomically(&dir.join("generated.parquet"), |file| {
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
-            .map_err(std::io::Error::other)?;
-        writer.write(batch).map_err(std::io::Error::other)?;
-        writer.close().map_err(std::io::Error::other)?;
-        Ok(())
-    })
 }
