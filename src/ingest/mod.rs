@@ -168,7 +168,11 @@ pub fn ingest(request: &Request) -> Result<Report> {
         }
         let bytes = decompress(&name, raw)?;
         let one = request.format.decode(&name, &bytes, &request.context)?;
-        decoded.points.extend(one.points);
+        if decoded.points.is_empty() {
+            decoded.points = one.points;
+        } else {
+            decoded.points.extend(one.points);
+        }
         decoded.rejects.extend(one.rejects);
         decoded.ignored += one.ignored;
         hashes.push((hash, name));
@@ -345,25 +349,27 @@ fn by_hour(rows: Vec<Row>) -> BTreeMap<i64, Vec<Row>> {
             .or_default()
             .push(row);
     }
-    let nulls_last = |v: &Option<String>| (v.is_none(), v.clone());
     for rows in hours.values_mut() {
-        rows.sort_by(|a, b| {
-            let key = |r: &Row| {
-                (
-                    nulls_last(&r.series.cluster),
-                    nulls_last(&r.series.pod),
-                    nulls_last(&r.series.direction),
-                    r.time,
-                    nulls_last(&r.series.namespace),
-                    nulls_last(&r.series.node),
-                    nulls_last(&r.series.interface),
-                    r.series.metric.clone(),
-                )
-            };
-            key(a).cmp(&key(b)).then(a.value.total_cmp(&b.value))
-        });
+        rows.sort_by(store_order);
     }
     hours
+}
+
+fn store_order(a: &Row, b: &Row) -> std::cmp::Ordering {
+    let label = |x: &Option<String>, y: &Option<String>| match (x, y) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (x, y) => x.is_none().cmp(&y.is_none()),
+    };
+    let (x, y) = (&a.series, &b.series);
+    label(&x.cluster, &y.cluster)
+        .then_with(|| label(&x.pod, &y.pod))
+        .then_with(|| label(&x.direction, &y.direction))
+        .then(a.time.cmp(&b.time))
+        .then_with(|| label(&x.namespace, &y.namespace))
+        .then_with(|| label(&x.node, &y.node))
+        .then_with(|| label(&x.interface, &y.interface))
+        .then_with(|| x.metric.cmp(&y.metric))
+        .then(a.value.total_cmp(&b.value))
 }
 
 /// Rows as a batch of the store schema.
