@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from compare import duckdb_fetch
+
 START_NS = 1_772_359_200 * 10**9  # 2026-03-01T10:00:00Z
 NODES = 20
 
@@ -125,13 +127,6 @@ def measure(command):
     return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
-def duckdb_fetch(sql):
-    """One row of a DuckDB query, in a child process (so this one's RSS stays small)."""
-    output = subprocess.run([sys.executable, __file__, "duckdb-sql", sql],
-                            check=True, capture_output=True, text=True).stdout
-    return tuple(json.loads(output))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -144,13 +139,7 @@ def main():
     peer = sub.add_parser("duckdb-ingest")
     peer.add_argument("input")
     peer.add_argument("out")
-    fetch = sub.add_parser("duckdb-sql")
-    fetch.add_argument("sql")
     args = parser.parse_args()
-    if args.mode == "duckdb-sql":
-        import duckdb
-
-        return print(json.dumps(list(duckdb.connect().execute(args.sql).fetchone())))
     if args.mode == "duckdb-ingest":
         import duckdb
 
