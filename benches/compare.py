@@ -234,6 +234,10 @@ def main():
     run.add_argument("--engines", default="iodrift,duckdb",
                      help="comma-separated: iodrift, duckdb (answers are cross-checked only with both)")
     run.add_argument("--memory-limit", help="passed to iodrift's --memory-limit (e.g. 4GiB)")
+    run.add_argument("--tasks", default="baseline,detect,write",
+                     help="comma-separated: baseline, detect, write")
+    run.add_argument("--baselines", type=Path,
+                     help="lookups the detections use (default: iodrift's output of the baseline task)")
     run.add_argument("--generate", nargs=argparse.REMAINDER, default=None,
                      help="also time writing: `iodrift generate` with these flags (those the store was "
                           "generated with) against DuckDB rewriting the store's files; must come last")
@@ -261,6 +265,7 @@ def main():
     if not engines:
         sys.exit("--engines names neither iodrift nor duckdb")
     limit = ["--memory-limit", args.memory_limit] if args.memory_limit else []
+    lookups = args.baselines or work / "iodrift-baseline-0"
     tasks = {
         "baseline": ((start, end), lambda out: (
             [args.iodrift, "baseline", "--store", str(args.store), "--out", str(out),
@@ -268,17 +273,19 @@ def main():
             [sys.executable, __file__, "duckdb-task", "baseline", "--store", str(args.store),
              "--earliest", iso(start), "--latest", iso(end), "--out", str(out)])),
         "detect (last hour)": (detect_window, lambda out: (
-            [args.iodrift, "detect", "--store", str(args.store), "--baselines", str(work / "iodrift-baseline-0"),
+            [args.iodrift, "detect", "--store", str(args.store), "--baselines", str(lookups),
              "--now", iso(detect_now), "--format", "json", "--output", str(out / "findings.json"), *limit],
             [sys.executable, __file__, "duckdb-task", "detect", "--store", str(args.store),
              "--earliest", iso(detect_window[0]), "--latest", iso(detect_window[1]),
-             "--baselines", str(work / "iodrift-baseline-0"), "--out", str(out)])),
+             "--baselines", str(lookups), "--out", str(out)])),
     }
     if args.generate is not None:
         tasks["write (generate)"] = ((start, end), lambda out: (
             [args.iodrift, "generate", "--out", str(out / "store"), *args.generate],
             [sys.executable, __file__, "duckdb-task", "write", "--store", str(args.store),
              "--earliest", iso(start), "--latest", iso(end), "--out", str(out)]))
+    wanted = args.tasks.split(",")
+    tasks = {name: task for name, task in tasks.items() if name.split()[0] in wanted}
     results = []
     for name, (window, commands) in tasks.items():
         rows = count_rows(args.store, *window)

@@ -2,6 +2,9 @@
 # Side-by-side benchmark of iodrift and DuckDB on one synthetic store (see benches/compare.py).
 #   benches/run.sh [--services N] [--replicas N] [--hours N] [--runs N] [--seed N]
 #                  [--engines iodrift,duckdb] [--memory-limit SIZE]
+#                  [--tasks baseline,detect,write] [--baselines DIR]
+# --baselines gives the detections lookups of your own (e.g. over one day of a 30-day store)
+# instead of the baseline task's output, so that --tasks detect runs alone.
 # Defaults: 220 Deployments x 3 replicas (~2,000 pods with DaemonSets, StatefulSets and Jobs), 168 hours.
 # Tasks: both baselines over the whole store, both detections over its last hour, and writing
 # (iodrift generating the store again against DuckDB rewriting its files, hour by hour).
@@ -10,7 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-services=220 replicas=3 hours=168 runs=3 seed=1 engines=iodrift,duckdb limit=()
+services=220 replicas=3 hours=168 runs=3 seed=1 engines=iodrift,duckdb limit=() tasks=baseline,detect,write
+lookups=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --services) services=$2; shift 2 ;;
@@ -20,6 +24,8 @@ while [ $# -gt 0 ]; do
         --seed) seed=$2; shift 2 ;;
         --engines) engines=$2; shift 2 ;;
         --memory-limit) limit=(--memory-limit "$2"); shift 2 ;;
+        --tasks) tasks=$2; shift 2 ;;
+        --baselines) lookups=(--baselines "$(realpath "$2")"); shift 2 ;;
         *) echo "unknown flag $1" >&2; exit 2 ;;
     esac
 done
@@ -48,5 +54,5 @@ fi
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -srm)"
 "$cache/venv/bin/python" benches/compare.py run --iodrift "$iodrift" --store "$store" --runs "$runs" \
-    --engines "$engines" "${limit[@]}" --generate --services "$services" --replicas "$replicas" \
+    --engines "$engines" "${limit[@]}" --tasks "$tasks" "${lookups[@]}" --generate --services "$services" --replicas "$replicas" \
     --hours "$hours" --seed "$seed" --start 2026-03-01T00:00:00Z
