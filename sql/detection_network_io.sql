@@ -15,6 +15,10 @@ SELECT
         'higher than average',
         'inbound_network_io', f.inbound_network_io, b.avg_inbound_network_io, b.stdev_inbound_network_io,
         'outbound_network_io', f.outbound_network_io, b.avg_outbound_network_io, b.stdev_outbound_network_io
-    ) AS anomalies
-FROM pod_network_io AS f
-JOIN k8s_container_network_io_baseline AS b ON f.key = b.key;
+    ) AS anomalies,
+    -- Whether any measure is above avg + 4 x stdev: the same test as escu_anomalies', cheap to
+    -- evaluate first, so the text is only written for the buckets that can have one.
+    (f.inbound_network_io > b.avg_inbound_network_io + 4 * b.stdev_inbound_network_io
+        OR f.outbound_network_io > b.avg_outbound_network_io + 4 * b.stdev_outbound_network_io) IS TRUE AS fires
+FROM k8s_container_network_io_baseline AS b
+JOIN pod_network_io AS f ON f.key = b.key;

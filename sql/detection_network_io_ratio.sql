@@ -13,6 +13,9 @@ SELECT
         'ratio higher than average',
         'inbound:outbound', f."inbound:outbound", b."avg_inbound:outbound", b."stdev_inbound:outbound",
         'outbound:inbound', f."outbound:inbound", b."avg_outbound:inbound", b."stdev_outbound:inbound"
-    ) AS anomalies
-FROM pod_network_io AS f
-JOIN k8s_container_network_io_ratio_baseline AS b ON f.key = b.key;
+    ) AS anomalies,
+    -- See detection_network_io.sql.
+    (f."inbound:outbound" > b."avg_inbound:outbound" + 4 * b."stdev_inbound:outbound"
+        OR f."outbound:inbound" > b."avg_outbound:inbound" + 4 * b."stdev_outbound:inbound") IS TRUE AS fires
+FROM k8s_container_network_io_ratio_baseline AS b
+JOIN pod_network_io AS f ON f.key = b.key;
