@@ -150,7 +150,7 @@ def duckdb_task(args):
 
 
 def measure(command, env=None):
-    """Wall seconds and peak RSS (bytes) of one child process."""
+    """Wall seconds, peak RSS (bytes) and CPU seconds (user + system) of one child process."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(process.pid, 0)
@@ -158,7 +158,7 @@ def measure(command, env=None):
     stderr = process.stderr.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed: {' '.join(map(str, command))}\n{stderr}")
-    return seconds, usage.ru_maxrss * 1024
+    return seconds, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def read_lookup(path):

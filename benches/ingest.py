@@ -19,10 +19,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from compare import duckdb_fetch
+from compare import duckdb_fetch, measure
 
 START_NS = 1_772_359_200 * 10**9  # 2026-03-01T10:00:00Z
 NODES = 20
@@ -115,18 +114,6 @@ def write_otlp(path, pods, scrapes, seed):
                 out.write("\n")
 
 
-def measure(command):
-    """Wall seconds, CPU seconds (user + system) and peak RSS (bytes) of one child process."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    stderr = process.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"failed: {' '.join(map(str, command))}\n{stderr}")
-    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -173,7 +160,8 @@ def main():
           f"{size / 1e6:,.0f} MB -> {rows:,} rows; median of {args.runs} runs, alternating")
     print("| task | engine | MB in | wall s | MB/s | CPU s | MB/s per CPU s | peak RSS MiB | iodrift/DuckDB wall |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    medians = {e: (statistics.median(s[0] for s in v), statistics.median(s[1] for s in v), max(s[2] for s in v))
+    # measure() gives (wall s, peak RSS bytes, CPU s); the table shows wall, CPU, RSS.
+    medians = {e: (statistics.median(s[0] for s in v), statistics.median(s[2] for s in v), max(s[1] for s in v))
                for e, v in samples.items()}
     ratio = medians["iodrift"][0] / medians["duckdb"][0]
     for engine, (wall, cpu, rss) in medians.items():

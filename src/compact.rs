@@ -9,14 +9,12 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::{
     SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
 };
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::KeyValue;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::generate::HOUR_MS;
-use crate::output::write_atomically;
 use crate::store::{self, REPLACES_KEY};
 
 /// What compaction did.
@@ -55,15 +53,16 @@ pub fn compact(
             summary.skipped_hours += 1;
             continue;
         }
-        summary.rows += merge(&dir, &files)?;
+        summary.rows += merge(root, hour, &dir, &files)?;
         summary.hours += 1;
         summary.files_merged += files.len();
     }
     Ok(summary)
 }
 
-/// Writes the rows of `files` sorted as `compacted-<hash>.parquet`, then deletes `files`.
-fn merge(dir: &Path, files: &[PathBuf]) -> Result<usize> {
+/// Writes the rows of `files` (the partition `dir` of `hour`) sorted as
+/// `compacted-<hash>.parquet`, then deletes `files`.
+fn merge(root: &Path, hour: DateTime<Utc>, dir: &Path, files: &[PathBuf]) -> Result<usize> {
     let mut batches = Vec::new();
     let mut digest = Sha256::new();
     for path in files {
@@ -101,7 +100,6 @@ fn merge(dir: &Path, files: &[PathBuf]) -> Result<usize> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let target = dir.join(format!("compacted-{hash}.parquet"));
     let replaced: Vec<String> = files.iter().map(|f| file_name(f).to_string()).collect();
     let metadata = KeyValue::new(
         REPLACES_KEY.to_string(),
@@ -111,13 +109,13 @@ fn merge(dir: &Path, files: &[PathBuf]) -> Result<usize> {
         .into_builder()
         .set_key_value_metadata(Some(vec![metadata]))
         .build();
-    write_atomically(&target, |file| {
-        let mut writer = ArrowWriter::try_new(file, store::schema(), Some(properties))
-            .map_err(std::io::Error::other)?;
-        writer.write(&sorted).map_err(std::io::Error::other)?;
-        writer.close().map_err(std::io::Error::other)?;
-        Ok(())
-    })?;
+    let target = store::write_partition_file(
+        root,
+        hour.timestamp_millis(),
+        &format!("compacted-{hash}.parquet"),
+        &sorted,
+        properties,
+    )?;
     for path in files.iter().filter(|f| **f != target) {
         std::fs::remove_file(path).map_err(Error::io(path))?;
     }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use datafusion::arrow::array::RecordBatch;
 
 use iodrift::Baseline;
@@ -176,17 +176,16 @@ fn generate(args: GenerateArgs) -> Result<generate::Summary> {
 
 fn ingest(args: IngestArgs) -> Result<()> {
     let now = Utc::now();
-    let needs = |flag: &str, value: &Option<String>| match value {
-        None => Err(Error::Usage(format!(
-            "--format {:?} carries no {flag} name: give --{flag}",
-            args.format
-        ))),
-        Some(_) => Ok(()),
-    };
-    match args.format {
-        ingest::Format::KubeletSummary => needs("cluster", &args.cluster)?,
-        ingest::Format::Prometheus => needs("cluster", &args.cluster)?,
-        _ => {}
+    let needs_cluster = matches!(
+        args.format,
+        ingest::Format::KubeletSummary | ingest::Format::Prometheus
+    );
+    if needs_cluster && args.cluster.is_none() {
+        let format = args.format.to_possible_value().expect("no skipped formats");
+        return Err(Error::Usage(format!(
+            "--format {} carries no cluster name: give --cluster",
+            format.get_name()
+        )));
     }
     let request = ingest::Request {
         store: args.store,
@@ -233,10 +232,7 @@ fn ingest(args: IngestArgs) -> Result<()> {
 
 fn compact(args: CompactArgs) -> Result<()> {
     let now = Utc::now();
-    let before = match &args.before {
-        Some(t) => resolve(t, now, "--before")?,
-        None => resolve("@h", now, "--before")?,
-    };
+    let before = resolve(args.before.as_deref().unwrap_or("@h"), now, "--before")?;
     let summary = ingest::compact(&args.store, before)?;
     println!(
         "compacted {} hours ({} files, {} rows){}",

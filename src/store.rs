@@ -88,11 +88,11 @@ pub struct StoreFile {
     pub sorted: bool,
 }
 
-/// The order ingest and `generate` write each file in (Parquet `sorting_columns`).
 /// The footer key under which a compacted file lists (as a JSON array) the names of the files
 /// of its partition that it replaces; readers ignore those until compaction deletes them.
 pub const REPLACES_KEY: &str = "iodrift.replaces";
 
+/// The order ingest and `generate` write each file in (Parquet `sorting_columns`).
 pub const SORT_ORDER: [&str; 4] = ["cluster", "pod", "direction", "time"];
 
 /// How every store file is written: ZSTD; the sort order declared in `sorting_columns`;
@@ -123,13 +123,21 @@ pub fn writer_properties() -> WriterProperties {
     builder.build()
 }
 
+/// The partition of the hour starting at `hour`, relative to the store root:
+/// `dt=YYYY-MM-DD/hour=HH`.
+pub fn partition_path(hour: DateTime<Utc>) -> String {
+    format!("dt={}/hour={}", hour.format("%Y-%m-%d"), hour.format("%H"))
+}
+
 /// Writes `batch` (rows of the hour starting at `hour`, ms, in store order) as `name` in that
-/// hour's partition under the local store root `root`, atomically.
+/// hour's partition under the local store root `root`, atomically, with `properties` (those of
+/// [`writer_properties`], plus footer metadata where a writer adds some).
 pub fn write_partition_file(
     root: &std::path::Path,
     hour: i64,
     name: &str,
     batch: &RecordBatch,
+    properties: WriterProperties,
 ) -> Result<std::path::PathBuf> {
     let at = Utc
         .timestamp_millis_opt(hour)
@@ -138,13 +146,11 @@ pub fn write_partition_file(
             location: root.display().to_string(),
             reason: format!("hour {hour} ms is out of range"),
         })?;
-    let dir = root
-        .join(format!("dt={}", at.format("%Y-%m-%d")))
-        .join(format!("hour={}", at.format("%H")));
+    let dir = root.join(partition_path(at));
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
     let path = dir.join(name);
     write_atomically(&path, |file| {
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()))
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
             .map_err(std::io::Error::other)?;
         writer.write(batch).map_err(std::io::Error::other)?;
         writer.close().map_err(std::io::Error::other)?;
@@ -191,10 +197,7 @@ impl Store {
 
     /// The prefix of one hour's partition: `<root>/dt=YYYY-MM-DD/hour=HH`.
     pub fn hour_prefix(&self, hour: DateTime<Utc>) -> Path {
-        self.root
-            .clone()
-            .join(format!("dt={}", hour.format("%Y-%m-%d")))
-            .join(format!("hour={}", hour.format("%H")))
+        Path::from(format!("{}/{}", self.root, partition_path(hour)))
     }
 
     /// A path in the form a user recognises: the local file path.

@@ -156,7 +156,13 @@ pub fn generate(spec: &Spec, out: &Path) -> Result<Summary> {
                         // The next hour is about as large: its columns are allocated once.
                         capacity = batch.num_rows() + batch.num_rows() / 8;
                         rows += batch.num_rows() as u64;
-                        store::write_partition_file(out, start, "generated.parquet", &batch)?;
+                        store::write_partition_file(
+                            out,
+                            start,
+                            "generated.parquet",
+                            &batch,
+                            store::writer_properties(),
+                        )?;
                     }
                 })
             })

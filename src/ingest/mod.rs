@@ -199,7 +199,13 @@ pub fn ingest(request: &Request) -> Result<Report> {
 
     for (hour, rows) in by_hour(rows) {
         let name = format!("ingest-{batch}.parquet");
-        let path = store::write_partition_file(&request.store, hour, &name, &store_batch(rows))?;
+        let path = store::write_partition_file(
+            &request.store,
+            hour,
+            &name,
+            &store_batch(rows),
+            store::writer_properties(),
+        )?;
         report.files.push(path);
     }
     let reports = request.store.join(INGEST_DIR).join("batches");
