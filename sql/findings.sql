@@ -6,9 +6,7 @@
 -- need not be consecutive. `fires` is true exactly when the text is not '' (null or a text), so
 -- testing it first changes no result and spares writing the text of the quiet buckets. The rule's `..._filter` macro is `iodrift detect --filter`.
 CREATE OR REPLACE VIEW anomalous_buckets AS
-SELECT * FROM network_io_anomalies WHERE fires AND anomalies <> ''
-UNION ALL
-SELECT * FROM network_io_ratio_anomalies WHERE fires AND anomalies <> '';
+SELECT * FROM bucket_anomalies WHERE fires AND anomalies <> '';
 
 CREATE OR REPLACE VIEW findings AS
 SELECT

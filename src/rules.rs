@@ -82,7 +82,7 @@ impl RuleChoice {
 }
 
 /// The SQL files of `sql/`, in the order they create their views.
-pub const SQL: [(&str, &str); 7] = [
+pub const SQL: [(&str, &str); 6] = [
     ("spans.sql", include_str!("../sql/spans.sql")),
     (
         "baseline_network_io.sql",
@@ -96,14 +96,7 @@ pub const SQL: [(&str, &str); 7] = [
         "pod_network_io.sql",
         include_str!("../sql/pod_network_io.sql"),
     ),
-    (
-        "detection_network_io.sql",
-        include_str!("../sql/detection_network_io.sql"),
-    ),
-    (
-        "detection_network_io_ratio.sql",
-        include_str!("../sql/detection_network_io_ratio.sql"),
-    ),
+    ("detections.sql", include_str!("../sql/detections.sql")),
     ("findings.sql", include_str!("../sql/findings.sql")),
 ];
 
@@ -130,12 +123,12 @@ pub const STAGE_VIEWS: [(&str, &str); 9] = [
         "stage 3: per-pod inbound, outbound and ratios per bucket",
     ),
     (
-        "network_io_anomalies",
-        "stages 4-5 of network-io: anomaly text per bucket",
+        "rule_baselines",
+        "both lookups side by side: a row per rule and key (stage 4)",
     ),
     (
-        "network_io_ratio_anomalies",
-        "stages 4-5 of network-io-ratio: anomaly text per bucket",
+        "bucket_anomalies",
+        "stages 4-5 of both rules: anomaly text per rule and bucket",
     ),
     (
         "anomalous_buckets",

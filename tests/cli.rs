@@ -498,8 +498,8 @@ fn sql_shows_every_stage() {
         "baseline_network_io",
         "baseline_network_io_ratio",
         "pod_network_io",
-        "network_io_anomalies",
-        "network_io_ratio_anomalies",
+        "rule_baselines",
+        "bucket_anomalies",
         "anomalous_buckets",
         "findings",
         "k8s_container_network_io_baseline",
@@ -575,7 +575,7 @@ fn the_repl_reads_piped_input_and_goes_on_after_errors() {
     assert!(stderr.contains("SELEC"), "{stderr}");
     assert!(stderr.contains("unknown command \"\\\\bogus\""), "{stderr}");
     assert!(stdout.contains("spans_total"), "{stdout}");
-    assert!(stdout.contains("network_io_ratio_anomalies"), "{stdout}");
+    assert!(stdout.contains("bucket_anomalies"), "{stdout}");
     assert!(stdout.contains("| service "), "{stdout}");
     assert!(stdout.contains("answer\n42\n"), "{stdout}");
     assert!(!stdout.contains("not reached"), "{stdout}");

@@ -85,7 +85,8 @@ fn strip_trailing_comma_space(text: &str) -> Option<usize> {
 
 /// `escu_anomalies(phrase, name_1, value_1, avg_1, stdev_1, ..., name_n, value_n, avg_n, stdev_n)`
 /// returns the anomaly text of [`anomaly_text`] per row: a string, `''` when nothing fires, or
-/// null. `phrase` and the names are constant strings; the rest are numbers (cast to Float64).
+/// null. The names are constant strings; `phrase` is a string, constant or per row (so that rows
+/// of several rules can share one call); the rest are numbers (cast to Float64).
 ///
 /// ```sql
 /// escu_anomalies('higher than average',
@@ -160,7 +161,7 @@ impl ScalarUDFImpl for AnomalyText {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let phrase = constant_text(&args.args[0], 1)?;
+        let phrase = Phrase::new(&args.args[0], rows)?;
         let mut names = Vec::new();
         let mut columns: Vec<[ArrayRef; 3]> = Vec::new();
         for (m, chunk) in args.args[1..].chunks(FIELDS_PER_MEASURE).enumerate() {
@@ -198,7 +199,11 @@ impl ScalarUDFImpl for AnomalyText {
                 avg: value_at(a, row),
                 stdev: value_at(s, row),
             }));
-            if write_anomaly_text(&phrase, &measures, &mut text) {
+            let Some(phrase) = phrase.at(row) else {
+                out.append_null();
+                continue;
+            };
+            if write_anomaly_text(phrase, &measures, &mut text) {
                 out.append_value(&text);
             } else {
                 out.append_null();
@@ -215,6 +220,31 @@ impl ScalarUDFImpl for AnomalyText {
             )?));
         }
         Ok(ColumnarValue::Array(result))
+    }
+}
+
+/// The phrase argument: one for every row, or a column of them (a null phrase, a null text).
+enum Phrase {
+    Constant(String),
+    PerRow(ArrayRef),
+}
+
+impl Phrase {
+    fn new(value: &ColumnarValue, rows: usize) -> Result<Phrase> {
+        match value {
+            ColumnarValue::Scalar(_) => constant_text(value, 1).map(Phrase::Constant),
+            ColumnarValue::Array(_) => Ok(Phrase::PerRow(value.to_array(rows)?)),
+        }
+    }
+
+    fn at(&self, row: usize) -> Option<&str> {
+        match self {
+            Phrase::Constant(phrase) => Some(phrase),
+            Phrase::PerRow(array) => {
+                let phrases = array.as_string::<i32>();
+                phrases.is_valid(row).then(|| phrases.value(row))
+            }
+        }
     }
 }
 
@@ -369,6 +399,35 @@ mod tests {
         )
         .unwrap();
         assert!(text.contains("by 166.67 Standard"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_phrase_may_differ_per_row() -> Result<()> {
+        let ctx = datafusion::prelude::SessionContext::new();
+        crate::register_all(&ctx);
+        let batches = ctx
+            .sql(
+                "SELECT escu_anomalies(phrase, 'm', v, 1.0, 1.0) AS text FROM (VALUES \
+                 ('higher than average', 9.0), ('ratio higher than average', 9.0), \
+                 (NULL, 9.0), ('ratio higher than average', 2.0)) AS t(phrase, v)",
+            )
+            .await?
+            .collect()
+            .await?;
+        let texts = batches[0].column(0).as_string::<i32>();
+        let texts: Vec<Option<&str>> = texts.iter().collect();
+        assert_eq!(
+            texts,
+            [
+                Some("m higher than average by 8 Standard Deviations. m=9 avg_m=1 'stdev_m'=1"),
+                Some(
+                    "m ratio higher than average by 8 Standard Deviations. m=9 avg_m=1 'stdev_m'=1"
+                ),
+                None,
+                Some(""),
+            ]
+        );
+        Ok(())
     }
 
     #[test]
