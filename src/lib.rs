@@ -14,6 +14,7 @@ pub mod repl;
 pub mod rules;
 pub mod session;
 pub mod store;
+pub mod store_writer;
 pub mod table;
 pub mod time;
 

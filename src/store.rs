@@ -15,7 +15,6 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{ObjectMeta, ObjectStore};
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
 use datafusion::parquet::file::metadata::{ParquetMetaData, SortingColumn};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -150,11 +149,7 @@ pub fn write_partition_file(
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
     let path = dir.join(name);
     write_atomically(&path, |file| {
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
-            .map_err(std::io::Error::other)?;
-        writer.write(batch).map_err(std::io::Error::other)?;
-        writer.close().map_err(std::io::Error::other)?;
-        Ok(())
+        crate::store_writer::write_batch(file, batch, properties).map_err(std::io::Error::other)
     })?;
     Ok(path)
 }
