@@ -31,6 +31,11 @@ pub fn write_batch(
     batch: &RecordBatch,
     properties: WriterProperties,
 ) -> Result<()> {
+    if properties.max_row_group_bytes().is_some() {
+        return Err(ParquetError::NYI(
+            "row groups limited by bytes; the store limits them by rows".into(),
+        ));
+    }
     let schema = batch.schema();
     let mut properties = properties;
     add_encoded_arrow_schema_to_metadata(&schema, &mut properties);
@@ -44,11 +49,6 @@ pub fn write_batch(
         Arc::clone(&properties),
     )?;
     let factory = ArrowRowGroupWriterFactory::new(&writer, Arc::clone(&schema));
-    if properties.max_row_group_bytes().is_some() {
-        return Err(ParquetError::NYI(
-            "row groups limited by bytes; the store limits them by rows".into(),
-        ));
-    }
     let group_rows = properties
         .max_row_group_row_count()
         .unwrap_or(usize::MAX)
@@ -58,17 +58,16 @@ pub fn write_batch(
         let mut group = writer.next_row_group()?;
         let mut column_writers = factory.create_column_writers(row_group)?.into_iter();
         for (index, (field, column)) in schema.fields().iter().zip(slice.columns()).enumerate() {
-            let column_writer = column_writers
+            let mut column_writer = column_writers
                 .next()
                 .ok_or_else(|| ParquetError::General("fewer column writers than columns".into()))?;
-            match dictionary_of_strings(column) {
+            let descr = parquet_schema.column(index);
+            match dictionary_of_strings(column).filter(|_| encodes_as_is(&descr, &properties)) {
                 Some(dictionary) => {
-                    let descr = parquet_schema.column(index);
                     let (bytes, close) = encode_dictionary_chunk(dictionary, descr, &properties)?;
                     group.append_column(&bytes, close)?;
                 }
                 None => {
-                    let mut column_writer = column_writer;
                     for leaf in compute_leaves(field, column)? {
                         column_writer.write(&leaf)?;
                     }
@@ -80,6 +79,13 @@ pub fn write_batch(
     }
     writer.close()?;
     Ok(())
+}
+
+/// Whether the properties ask for nothing of `descr` beyond what [`encode_dictionary_chunk`]
+/// writes: a dictionary, and no bloom filter.
+fn encodes_as_is(descr: &ColumnDescPtr, properties: &WriterProperties) -> bool {
+    properties.dictionary_enabled(descr.path())
+        && properties.bloom_filter_properties(descr.path()).is_none()
 }
 
 fn dictionary_of_strings(column: &ArrayRef) -> Option<&DictionaryArray<Int32Type>> {
@@ -415,12 +421,15 @@ mod tests {
             ],
         )
         .unwrap();
-        for compression in [
-            Compression::UNCOMPRESSED,
-            Compression::ZSTD(ZstdLevel::try_new(1).unwrap()),
+        // The last: no dictionary asked for, so arrow-rs's writer takes the column.
+        for (compression, dictionary) in [
+            (Compression::UNCOMPRESSED, true),
+            (Compression::ZSTD(ZstdLevel::try_new(1).unwrap()), true),
+            (Compression::ZSTD(ZstdLevel::try_new(1).unwrap()), false),
         ] {
             let properties = WriterProperties::builder()
                 .set_compression(compression)
+                .set_dictionary_enabled(dictionary)
                 .set_max_row_group_row_count(Some(7_000))
                 .set_data_page_row_count_limit(1_000)
                 .build();
@@ -434,6 +443,16 @@ mod tests {
                     .unwrap();
             let metadata = reader.metadata().clone();
             assert_eq!(metadata.num_row_groups(), 8);
+            let encodings = metadata
+                .row_group(0)
+                .column(0)
+                .encodings()
+                .collect::<Vec<_>>();
+            assert_eq!(
+                encodings.contains(&Encoding::RLE_DICTIONARY),
+                dictionary,
+                "{encodings:?}"
+            );
             assert!(metadata.offset_index().is_some());
             let read: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
             let read = concat_batches(&read[0].schema(), &read).unwrap();
