@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
@@ -226,24 +226,23 @@ impl ScalarUDFImpl for AnomalyText {
 /// The phrase argument: one for every row, or a column of them (a null phrase, a null text).
 enum Phrase {
     Constant(String),
-    PerRow(ArrayRef),
+    PerRow(StringArray),
 }
 
 impl Phrase {
     fn new(value: &ColumnarValue, rows: usize) -> Result<Phrase> {
         match value {
             ColumnarValue::Scalar(_) => constant_text(value, 1).map(Phrase::Constant),
-            ColumnarValue::Array(_) => Ok(Phrase::PerRow(value.to_array(rows)?)),
+            ColumnarValue::Array(_) => Ok(Phrase::PerRow(
+                value.to_array(rows)?.as_string::<i32>().clone(),
+            )),
         }
     }
 
     fn at(&self, row: usize) -> Option<&str> {
         match self {
             Phrase::Constant(phrase) => Some(phrase),
-            Phrase::PerRow(array) => {
-                let phrases = array.as_string::<i32>();
-                phrases.is_valid(row).then(|| phrases.value(row))
-            }
+            Phrase::PerRow(phrases) => phrases.is_valid(row).then(|| phrases.value(row)),
         }
     }
 }
