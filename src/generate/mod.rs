@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 use datafusion::arrow::array::{
-    ArrayRef, DictionaryArray, Float64Array, Int32Builder, RecordBatch, StringArray,
-    TimestampMillisecondArray,
+    ArrayRef, BooleanBufferBuilder, DictionaryArray, Float64Array, Int32Array, RecordBatch,
+    StringArray, TimestampMillisecondArray,
 };
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::Int32Type;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -301,11 +302,12 @@ fn labels(spec: &Spec, clusters: &[Cluster], plan: &[Vec<Vec<Injection>>]) -> La
     }
 }
 
-/// Dictionary-encoded column: distinct values, and a key per row.
+/// Dictionary-encoded column: distinct values, and a key per row (rows marked null by the
+/// batch's gauge rows hold key 0).
 struct Column {
     values: Vec<String>,
     index: HashMap<String, i32>,
-    keys: Int32Builder,
+    keys: Vec<i32>,
 }
 
 impl Column {
@@ -313,7 +315,7 @@ impl Column {
         Column {
             values: Vec::new(),
             index: HashMap::new(),
-            keys: Int32Builder::with_capacity(rows),
+            keys: Vec::with_capacity(rows),
         }
     }
 
@@ -327,12 +329,18 @@ impl Column {
         key
     }
 
-    fn array(mut self) -> ArrayRef {
+    fn repeat(&mut self, key: i32, rows: usize) {
+        self.keys.extend(std::iter::repeat_n(key, rows));
+    }
+
+    fn array(mut self, nulls: Option<NullBuffer>) -> ArrayRef {
+        if self.values.is_empty() {
+            // Every row is null: key 0 must still index a value.
+            self.values.push(String::new());
+        }
         let values = Arc::new(StringArray::from(self.values));
-        Arc::new(
-            DictionaryArray::<Int32Type>::try_new(self.keys.finish(), values)
-                .expect("keys index values"),
-        )
+        let keys = Int32Array::new(self.keys.into(), nulls);
+        Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values).expect("keys index values"))
     }
 }
 
@@ -347,6 +355,8 @@ fn hour_batch(
 ) -> RecordBatch {
     let mut time = Vec::with_capacity(capacity);
     let mut value = Vec::with_capacity(capacity);
+    // Network rows have a direction and an interface; gauge rows have neither.
+    let mut network_rows = BooleanBufferBuilder::new(capacity);
     let [
         mut metric,
         mut cluster_col,
@@ -375,66 +385,66 @@ fn hour_batch(
             if points.is_empty() {
                 continue;
             }
-            let keys = [
-                Some(cluster_key),
-                Some(namespace.value(pod.namespace)),
-                Some(node.value(&cluster.nodes[pod.node])),
-                Some(pod_col.value(&pod.name)),
-            ];
             let interface_keys: Vec<i32> =
                 pod.interfaces.iter().map(|i| interface.value(i)).collect();
-            for (dir, pick) in [(receive, 0), (transmit, 1)] {
+            let shares: Vec<f64> = (0..interface_keys.len())
+                .map(|index| traffic::interface_share(interface_keys.len(), index))
+                .collect();
+            for dir in [receive, transmit] {
                 for point in &points {
-                    let total = if pick == 0 {
+                    let total = if dir == receive {
                         point.receive
                     } else {
                         point.transmit
                     };
-                    for (index, key) in interface_keys.iter().enumerate() {
+                    for share in &shares {
                         time.push(point.time);
-                        value.push(
-                            (total * traffic::interface_share(interface_keys.len(), index)).round(),
-                        );
-                        metric.keys.append_value(network);
-                        for (column, key) in
-                            [&mut cluster_col, &mut namespace, &mut node, &mut pod_col]
-                                .into_iter()
-                                .zip(keys)
-                        {
-                            column.keys.append_option(key);
-                        }
-                        direction.keys.append_value(dir);
-                        interface.keys.append_value(*key);
+                        value.push(traffic::round(total * share));
                     }
+                    interface.keys.extend_from_slice(&interface_keys);
                 }
+                direction.repeat(dir, points.len() * interface_keys.len());
             }
+            let network_count = 2 * points.len() * interface_keys.len();
+            let mut gauge_count = 0;
             for point in points
                 .iter()
                 .filter(|p| (p.time - pod.offset_ms).div_euclid(SCRAPE_MS) % 6 == 0)
             {
                 time.push(point.time);
                 value.push(traffic::memory(pod, &mut rng));
-                metric.keys.append_value(memory);
-                for (column, key) in [&mut cluster_col, &mut namespace, &mut node, &mut pod_col]
-                    .into_iter()
-                    .zip(keys)
-                {
-                    column.keys.append_option(key);
-                }
-                direction.keys.append_null();
-                interface.keys.append_null();
+                gauge_count += 1;
+            }
+            metric.repeat(network, network_count);
+            metric.repeat(memory, gauge_count);
+            direction.repeat(0, gauge_count);
+            interface.repeat(0, gauge_count);
+            network_rows.append_n(network_count, true);
+            network_rows.append_n(gauge_count, false);
+            let keys = [
+                cluster_key,
+                namespace.value(pod.namespace),
+                node.value(&cluster.nodes[pod.node]),
+                pod_col.value(&pod.name),
+            ];
+            for (column, key) in [&mut cluster_col, &mut namespace, &mut node, &mut pod_col]
+                .into_iter()
+                .zip(keys)
+            {
+                column.repeat(key, network_count + gauge_count);
             }
         }
     }
+    let network_rows = Some(NullBuffer::new(network_rows.finish())).filter(|n| n.null_count() > 0);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(TimestampMillisecondArray::from(time).with_timezone("UTC")),
-        metric.array(),
-        cluster_col.array(),
-        namespace.array(),
-        node.array(),
-        pod_col.array(),
-        direction.array(),
-        interface.array(),
+        metric.array(None),
+        cluster_col.array(None),
+        namespace.array(None),
+        node.array(None),
+        pod_col.array(None),
+        direction.array(network_rows.clone()),
+        interface.array(network_rows),
         Arc::new(Float64Array::from(value)),
     ];
     RecordBatch::try_new(store::schema(), columns)
