@@ -268,7 +268,7 @@ def main():
     lookups = args.baselines or work / "iodrift-baseline-0"
     tasks = {
         "baseline": ((start, end), lambda out: (
-            [args.iodrift, "baseline", "--store", str(args.store), "--out", str(out),
+            [args.iodrift, "baseline", "--full", "--store", str(args.store), "--out", str(out),
              "--earliest", iso(start), "--latest", iso(end), *limit],
             [sys.executable, __file__, "duckdb-task", "baseline", "--store", str(args.store),
              "--earliest", iso(start), "--latest", iso(end), "--out", str(out)])),

@@ -7,7 +7,7 @@
 use chrono::{Duration, TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use iodrift::generate::{self, Spec};
-use iodrift::{SessionBuilder, Store, Window};
+use iodrift::{Location, S3Options, SessionBuilder, Store, Window};
 
 const HOURS: u32 = 720;
 
@@ -24,8 +24,16 @@ fn bench(c: &mut Criterion) {
         hours: HOURS,
         seed: 1,
     };
-    generate::generate(&spec, &root).expect("generate the store");
-    let location = root.to_str().expect("a UTF-8 path");
+    let location = Location::parse(root.to_str().expect("a UTF-8 path"), &S3Options::default())
+        .expect("a store location");
+    let handle = runtime.handle().clone();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| generate::generate(&spec, &location, &handle))
+            .join()
+            .expect("generator thread")
+    })
+    .expect("generate the store");
     let store = Store::open(location).expect("open the store");
     let end = start + Duration::hours(i64::from(HOURS));
     let last_hour = Window {

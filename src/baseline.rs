@@ -2,7 +2,6 @@
 //! empty cell for null) with a Parquet twin, and registered as tables for the detections.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -13,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Sche
 use datafusion::parquet::arrow::ArrowWriter;
 
 use crate::error::{Error, Result};
-use crate::output::write_atomically;
+use crate::location::Location;
 use crate::rules::Rule;
 use iodrift_udfs::format_number;
 
@@ -52,21 +51,7 @@ impl Baseline {
 
     /// The baseline of the rows a baseline view returned, cast to the lookup schema.
     pub fn from_batches(rule: Rule, batches: &[RecordBatch]) -> Result<Baseline> {
-        let schema = lookup_schema(&rule);
-        let converted = batches
-            .iter()
-            .map(|batch| {
-                let columns = schema
-                    .fields()
-                    .iter()
-                    .zip(batch.columns())
-                    .map(|(field, column)| cast(column, field.data_type()))
-                    .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
-                RecordBatch::try_new(schema.clone(), columns)
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::query(format!("baseline {}", rule.name))(e.into()))?;
-        let batch = concat_batches(&schema, &converted)
+        let batch = cast_batches(&lookup_schema(&rule), batches)
             .map_err(|e| Error::query(format!("baseline {}", rule.name))(e.into()))?;
         Ok(Baseline { rule, batch })
     }
@@ -79,18 +64,27 @@ impl Baseline {
         format!("{}.parquet", rule.lookup)
     }
 
-    /// Reads the rule's lookup CSV from `dir`: the header must be ESCU's, every cell must parse,
-    /// and keys must be unique. Errors name the file and the line.
-    pub fn read_csv(dir: &Path, rule: Rule) -> Result<Baseline> {
-        let path = dir.join(Baseline::csv_file_name(&rule));
+    /// Reads the rule's lookup CSV from `dir`, or `None` when `dir` holds none: the header must
+    /// be ESCU's, every cell must parse, and keys must be unique. Errors name the file and the
+    /// line.
+    pub async fn read_csv(dir: &Location, rule: Rule) -> Result<Option<Baseline>> {
+        let name = Baseline::csv_file_name(&rule);
+        let path = dir.display(&dir.path(&name));
+        let Some(bytes) = dir.read(&name).await? else {
+            return Ok(None);
+        };
+        Baseline::parse_csv(&path, &bytes, rule).map(Some)
+    }
+
+    /// Parses the lookup CSV `bytes` of `rule`, read from `path`.
+    pub fn parse_csv(path: &str, bytes: &[u8], rule: Rule) -> Result<Baseline> {
         let file_error = |reason: String| Error::Baseline {
-            path: path.clone(),
+            path: path.to_string(),
             reason,
         };
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
-            .from_path(&path)
-            .map_err(|e| file_error(csv_reason(&e)))?;
+            .from_reader(bytes);
         let header = reader
             .headers()
             .map_err(|e| file_error(csv_reason(&e)))?
@@ -110,7 +104,7 @@ impl Baseline {
             let record = record.map_err(|e| file_error(csv_reason(&e)))?;
             let line = record.position().map_or(0, |p| p.line());
             let row_error = |reason: String| Error::BaselineRow {
-                path: path.clone(),
+                path: path.to_string(),
                 row: line,
                 reason,
             };
@@ -140,20 +134,24 @@ impl Baseline {
         Ok(Baseline { rule, batch })
     }
 
-    /// Writes `<lookup>.csv` and `<lookup>.parquet` into `dir`, each to a temporary name first.
-    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-        let csv_path = dir.join(Baseline::csv_file_name(&self.rule));
-        write_atomically(&csv_path, |file| self.write_csv(file))?;
-        let parquet_path = dir.join(Baseline::parquet_file_name(&self.rule));
-        write_atomically(&parquet_path, |file| {
+    /// Writes `<lookup>.csv` and `<lookup>.parquet` into `dir`, each whole or not at all.
+    /// Returns their paths as a user reads them.
+    pub async fn write(&self, dir: &Location) -> Result<Vec<String>> {
+        let csv_name = Baseline::csv_file_name(&self.rule);
+        dir.write(&csv_name, |file| self.write_csv(file)).await?;
+        let parquet_name = Baseline::parquet_file_name(&self.rule);
+        dir.write(&parquet_name, |file| {
             let mut writer = ArrowWriter::try_new(file, self.batch.schema(), None)
                 .map_err(std::io::Error::other)?;
             writer.write(&self.batch).map_err(std::io::Error::other)?;
             writer.close().map_err(std::io::Error::other)?;
             Ok(())
-        })?;
-        Ok(vec![csv_path, parquet_path])
+        })
+        .await?;
+        Ok([csv_name, parquet_name]
+            .iter()
+            .map(|name| dir.display(&dir.path(name)))
+            .collect())
     }
 
     fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
@@ -194,6 +192,26 @@ impl Baseline {
     pub fn is_empty(&self) -> bool {
         self.batch.num_rows() == 0
     }
+}
+
+/// The rows of `batches` in one batch of `schema`, column by column in order, cast to its types.
+pub fn cast_batches(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let converted = batches
+        .iter()
+        .map(|batch| {
+            let columns = schema
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .map(|(field, column)| cast(column, field.data_type()))
+                .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
+            RecordBatch::try_new(schema.clone(), columns)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    concat_batches(schema, &converted)
 }
 
 fn csv_reason(error: &csv::Error) -> String {

@@ -15,8 +15,19 @@ use crate::rules::RuleChoice;
     about = "Kubernetes pod network-IO anomaly detection: the Splunk ESCU rules on DataFusion"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub s3: S3Args,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How `s3://` locations are reached; credentials come from the standard AWS environment.
+#[derive(Debug, Clone, Default, Args)]
+pub struct S3Args {
+    /// S3-compatible server for every s3:// location (MinIO, moto, Ceph ...); an http:// URL
+    /// allows plain HTTP.
+    #[arg(long, global = true, value_name = "URL", env = "AWS_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,12 +77,12 @@ fn parse_memory_limit(text: &str) -> Result<usize, String> {
 
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
-    /// Store root: <root>/dt=YYYY-MM-DD/hour=HH/*.parquet.
+    /// Store root: <root>/dt=YYYY-MM-DD/hour=HH/*.parquet, a directory or s3://bucket/prefix.
     #[arg(long, value_name = "S")]
     pub store: String,
-    /// Directory the lookups are written to.
+    /// Directory or s3://bucket/prefix the lookups are written to.
     #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    pub out: String,
     #[arg(long, value_enum, default_value = "all")]
     pub rule: RuleChoice,
     /// Start of the window (inclusive): RFC 3339, epoch seconds or Splunk relative time.
@@ -90,6 +101,10 @@ pub struct BaselineArgs {
         allow_hyphen_values = true
     )]
     pub latest: String,
+    /// Rescan every raw row of the window instead of merging the hours' stored rollups
+    /// (`<store>/_rollups/`, computed and kept for closed hours that lack a current one).
+    #[arg(long)]
+    pub full: bool,
     #[command(flatten)]
     pub now: NowArg,
     #[command(flatten)]
@@ -100,9 +115,9 @@ pub struct BaselineArgs {
 pub struct DetectArgs {
     #[arg(long, value_name = "S")]
     pub store: String,
-    /// Directory holding the lookup CSVs written by `iodrift baseline`.
+    /// Directory or s3://bucket/prefix holding the lookup CSVs written by `iodrift baseline`.
     #[arg(long, value_name = "DIR")]
-    pub baselines: PathBuf,
+    pub baselines: String,
     #[arg(long, value_enum, default_value = "all")]
     pub rule: RuleChoice,
     #[arg(
@@ -125,9 +140,10 @@ pub struct DetectArgs {
     pub engine: EngineArgs,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
-    /// Write the findings to FILE (atomically) instead of standard output.
+    /// Write the findings to FILE or s3://bucket/key (whole or not at all) instead of
+    /// standard output.
     #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub output: Option<String>,
     /// ESCU's filter macro: a SQL predicate over the output fields, e.g. `host <> 'node-1'`.
     #[arg(long, value_name = "SQL_PREDICATE")]
     pub filter: Option<String>,
@@ -137,9 +153,10 @@ pub struct DetectArgs {
 pub struct SqlArgs {
     #[arg(long, value_name = "S")]
     pub store: String,
-    /// Directory holding lookup CSVs; without it the lookup tables are empty.
+    /// Directory or s3://bucket/prefix holding lookup CSVs; without it the lookup tables are
+    /// empty.
     #[arg(long, value_name = "DIR")]
-    pub baselines: Option<PathBuf>,
+    pub baselines: Option<String>,
     /// Run these statements and exit.
     #[arg(short = 'c', long = "command", value_name = "SQL")]
     pub commands: Vec<String>,
@@ -171,9 +188,9 @@ pub struct SqlArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct GenerateArgs {
-    /// Store root to write (created if missing).
+    /// Store root to write (created if missing): a directory or s3://bucket/prefix.
     #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    pub out: String,
     #[arg(long, default_value_t = 1)]
     pub clusters: u32,
     /// Deployments per cluster (DaemonSets, StatefulSets, Jobs and static pods come on top).
@@ -209,10 +226,10 @@ pub struct EvalArgs {
     pub store: String,
     /// The labels file written by `iodrift generate` (`<store>.labels.json`).
     #[arg(long, value_name = "FILE")]
-    pub labels: PathBuf,
+    pub labels: String,
     /// Lookups to detect against; default: both baselines computed over the labels' first day.
     #[arg(long, value_name = "DIR")]
-    pub baselines: Option<PathBuf>,
+    pub baselines: Option<String>,
     #[arg(long, value_enum, default_value = "all")]
     pub rule: RuleChoice,
     /// First hourly run is the first hour after this (default: one day after the labels' start).
@@ -229,9 +246,9 @@ pub struct EvalArgs {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// Store root to write into (created if missing).
+    /// Store root to write into (created if missing): a directory or s3://bucket/prefix.
     #[arg(long, value_name = "S")]
-    pub store: PathBuf,
+    pub store: String,
     #[arg(long, value_enum)]
     pub format: crate::ingest::Format,
     /// Cluster name for inputs that carry none (`k8s.cluster.name`); required for
@@ -244,15 +261,16 @@ pub struct IngestArgs {
     /// Time of a snapshot whose samples carry no timestamp: RFC 3339 or relative time.
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub time: Option<String>,
-    /// Files or folders (walked in key order).
+    /// Files, folders or s3://bucket/prefix (folders and prefixes walked in key order).
     #[arg(value_name = "INPUT", required = true)]
-    pub inputs: Vec<PathBuf>,
+    pub inputs: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct CompactArgs {
+    /// Store root: a directory or s3://bucket/prefix.
     #[arg(long, value_name = "S")]
-    pub store: PathBuf,
+    pub store: String,
     /// Compact hours that ended at or before this time (default: the start of the current hour).
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub before: Option<String>,

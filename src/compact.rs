@@ -1,20 +1,21 @@
 //! `iodrift compact`: the files of each closed hour merged into one sorted file. The new file
 //! names the files it replaces in its footer, so readers ignore them until they are deleted.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::{
     SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
 };
+use datafusion::object_store::ObjectMeta;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::KeyValue;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::generate::HOUR_MS;
+use crate::location::Location;
 use crate::store::{self, REPLACES_KEY};
 
 /// What compaction did.
@@ -27,19 +28,18 @@ pub struct Summary {
     pub skipped_hours: usize,
 }
 
-/// Merges the files of every hour partition under `root` that ended at or before `before`
+/// Merges the files of every hour partition of `store` that ended at or before `before`
 /// and holds more than one file, keeping files of uncommitted ingest batches out.
-pub fn compact(
-    root: &Path,
+pub async fn compact(
+    store: &Location,
     before: DateTime<Utc>,
     committed: &dyn Fn(&str) -> bool,
 ) -> Result<Summary> {
     let mut summary = Summary::default();
-    for (hour, dir) in partitions(root)? {
+    for (hour, files) in partitions(store).await? {
         if hour.timestamp_millis() + HOUR_MS > before.timestamp_millis() {
             continue;
         }
-        let files = parquet_files(&dir)?;
         if files.len() < 2 {
             continue;
         }
@@ -53,25 +53,28 @@ pub fn compact(
             summary.skipped_hours += 1;
             continue;
         }
-        summary.rows += merge(root, hour, &dir, &files)?;
+        summary.rows += merge(store, hour, &files).await?;
         summary.hours += 1;
         summary.files_merged += files.len();
     }
     Ok(summary)
 }
 
-/// Writes the rows of `files` (the partition `dir` of `hour`) sorted as
-/// `compacted-<hash>.parquet`, then deletes `files`.
-fn merge(root: &Path, hour: DateTime<Utc>, dir: &Path, files: &[PathBuf]) -> Result<usize> {
+/// Writes the rows of `files` (the partition of `hour`) sorted as `compacted-<hash>.parquet`,
+/// then deletes `files`.
+async fn merge(store: &Location, hour: DateTime<Utc>, files: &[ObjectMeta]) -> Result<usize> {
     let mut batches = Vec::new();
     let mut digest = Sha256::new();
-    for path in files {
+    for file in files {
         let fail = |e: &dyn std::fmt::Display| Error::StoreFile {
-            path: path.display().to_string(),
+            path: store.display(&file.location),
             reason: format!("cannot compact: {e}"),
         };
-        let file = File::open(path).map_err(Error::io(path))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        let bytes = store
+            .get(&file.location)
+            .await?
+            .ok_or_else(|| fail(&"vanished while compacting"))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|e| fail(&e))?
             .with_batch_size(64 * 1024)
             .build()
@@ -80,20 +83,16 @@ fn merge(root: &Path, hour: DateTime<Utc>, dir: &Path, files: &[PathBuf]) -> Res
             let batch = batch.map_err(|e| fail(&e))?;
             batches.push(batch.with_schema(store::schema()).map_err(|e| fail(&e))?);
         }
-        digest.update(file_name(path).as_bytes());
-        digest.update(
-            std::fs::metadata(path)
-                .map_err(Error::io(path))?
-                .len()
-                .to_le_bytes(),
-        );
+        digest.update(file_name(file).as_bytes());
+        digest.update(file.size.to_le_bytes());
     }
+    let partition = store.display(&store.path(&store::partition_path(hour)));
     let all = concat_batches(&store::schema(), &batches).map_err(|e| Error::StoreFile {
-        path: dir.display().to_string(),
+        path: partition.clone(),
         reason: format!("cannot compact: {e}"),
     })?;
     let sorted = sort(&all).map_err(|e| Error::StoreFile {
-        path: dir.display().to_string(),
+        path: partition,
         reason: format!("cannot sort for compaction: {e}"),
     })?;
     let hash: String = digest.finalize()[..8]
@@ -109,15 +108,10 @@ fn merge(root: &Path, hour: DateTime<Utc>, dir: &Path, files: &[PathBuf]) -> Res
         .into_builder()
         .set_key_value_metadata(Some(vec![metadata]))
         .build();
-    let target = store::write_partition_file(
-        root,
-        hour.timestamp_millis(),
-        &format!("compacted-{hash}.parquet"),
-        &sorted,
-        properties,
-    )?;
-    for path in files.iter().filter(|f| **f != target) {
-        std::fs::remove_file(path).map_err(Error::io(path))?;
+    let name = format!("compacted-{hash}.parquet");
+    store::write_partition_file(store, hour.timestamp_millis(), &name, &sorted, properties).await?;
+    for file in files.iter().filter(|f| file_name(f) != name) {
+        store.delete(&file.location).await?;
     }
     Ok(sorted.num_rows())
 }
@@ -139,53 +133,41 @@ fn sort(batch: &RecordBatch) -> datafusion::arrow::error::Result<RecordBatch> {
     take_record_batch(batch, &indices)
 }
 
-/// The hour partitions under `root`, in time order.
-fn partitions(root: &Path) -> Result<Vec<(DateTime<Utc>, PathBuf)>> {
-    let mut found = Vec::new();
-    for day in sorted_dirs(root)? {
-        let Some(date) = file_name(&day)
+/// The hour partitions of `store` and their Parquet files (hidden ones left out), in time
+/// and name order.
+async fn partitions(store: &Location) -> Result<BTreeMap<DateTime<Utc>, Vec<ObjectMeta>>> {
+    let mut found: BTreeMap<DateTime<Utc>, Vec<ObjectMeta>> = BTreeMap::new();
+    for object in store.list().await? {
+        let Some(parts) = object.location.prefix_match(store.root()) else {
+            continue;
+        };
+        let parts: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
+        let [day, hour, name] = parts.as_slice() else {
+            continue;
+        };
+        let Some(date) = day
             .strip_prefix("dt=")
             .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
         else {
             continue;
         };
-        for hour_dir in sorted_dirs(&day)? {
-            let Some(hour) = file_name(&hour_dir)
-                .strip_prefix("hour=")
-                .and_then(|h| h.parse::<u32>().ok())
-                .and_then(|h| date.and_hms_opt(h, 0, 0))
-            else {
-                continue;
-            };
-            found.push((Utc.from_utc_datetime(&hour), hour_dir));
+        let Some(start) = hour
+            .strip_prefix("hour=")
+            .and_then(|h| h.parse::<u32>().ok())
+            .and_then(|h| date.and_hms_opt(h, 0, 0))
+        else {
+            continue;
+        };
+        if name.ends_with(".parquet") && !name.starts_with(['.', '_']) {
+            found
+                .entry(Utc.from_utc_datetime(&start))
+                .or_default()
+                .push(object);
         }
     }
     Ok(found)
 }
 
-fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(Error::io(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    Ok(dirs)
-}
-
-fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(Error::io(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = file_name(p);
-            name.ends_with(".parquet") && !name.starts_with(['.', '_'])
-        })
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-fn file_name(path: &Path) -> &str {
-    path.file_name().and_then(|n| n.to_str()).unwrap_or("")
+fn file_name(file: &ObjectMeta) -> &str {
+    file.location.filename().unwrap_or("")
 }

@@ -17,15 +17,17 @@ pub enum Error {
     },
     #[error("bad window: latest {latest} is not after earliest {earliest}")]
     EmptyWindow { earliest: String, latest: String },
+    #[error("{location}: {reason}")]
+    Location { location: String, reason: String },
     #[error("store {location}: {reason}")]
     Store { location: String, reason: String },
     #[error("store file {path}: {reason}")]
     StoreFile { path: String, reason: String },
-    #[error("baseline {}: {reason}", path.display())]
-    Baseline { path: PathBuf, reason: String },
-    #[error("baseline {} row {row}: {reason}", path.display())]
+    #[error("baseline {path}: {reason}")]
+    Baseline { path: String, reason: String },
+    #[error("baseline {path} row {row}: {reason}")]
     BaselineRow {
-        path: PathBuf,
+        path: String,
         row: u64,
         reason: String,
     },
@@ -43,8 +45,8 @@ pub enum Error {
     },
     #[error("input {path}: {reason}")]
     Input { path: String, reason: String },
-    #[error("{count} records rejected; reasons in {}", file.display())]
-    Rejected { count: u64, file: PathBuf },
+    #[error("{count} records rejected; reasons in {file}")]
+    Rejected { count: u64, file: String },
     #[error("{0}")]
     Usage(String),
 }

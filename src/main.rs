@@ -15,7 +15,8 @@ use iodrift::cli::{
 use iodrift::error::{Error, Result};
 use iodrift::generate::{self, Spec};
 use iodrift::ingest;
-use iodrift::output::{Format, Stdout, write_atomically, write_batches};
+use iodrift::location::{Location, S3Options};
+use iodrift::output::{Format, Stdout, write_batches};
 use iodrift::repl::Repl;
 use iodrift::rules::RuleChoice;
 use iodrift::session::{Session, SessionBuilder};
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("iodrift: error: {error}");
@@ -51,16 +52,19 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<()> {
-    match command {
-        Command::Baseline(args) => baseline(args).await,
-        Command::Detect(args) => detect(args).await.map(|_| ()),
-        Command::Sql(args) => sql(args).await,
-        Command::Generate(args) => generate(args).map(|_| ()),
-        Command::Demo(args) => demo(args).await,
-        Command::Eval(args) => eval(args).await,
-        Command::Ingest(args) => ingest(args),
-        Command::Compact(args) => compact(args),
+async fn run(cli: Cli) -> Result<()> {
+    let s3 = S3Options {
+        endpoint: cli.s3.s3_endpoint,
+    };
+    match cli.command {
+        Command::Baseline(args) => baseline(args, &s3).await,
+        Command::Detect(args) => detect(args, &s3).await.map(|_| ()),
+        Command::Sql(args) => sql(args, &s3).await,
+        Command::Generate(args) => generate(args, &s3).await.map(|_| ()),
+        Command::Demo(args) => demo(args, &s3).await,
+        Command::Eval(args) => eval(args, &s3).await,
+        Command::Ingest(args) => ingest(args, &s3).await,
+        Command::Compact(args) => compact(args, &s3).await,
     }
 }
 
@@ -68,34 +72,61 @@ fn window(earliest: &str, latest: &str, now: Option<&str>) -> Result<Window> {
     Window::parse(earliest, latest, resolve_now(now)?)
 }
 
-async fn baseline(args: BaselineArgs) -> Result<()> {
+async fn baseline(args: BaselineArgs, s3: &S3Options) -> Result<()> {
     let window = window(&args.earliest, &args.latest, args.now.now.as_deref())?;
-    let session = SessionBuilder::new(Store::open(&args.store)?)
-        .window(window)
-        .memory_limit(args.engine.memory_limit)
-        .build()
+    let out = Location::parse(&args.out, s3)?;
+    let store = Store::open(Location::parse(&args.store, s3)?)?;
+    let rules = args.rule.rules();
+    let baselines = if args.full || !window.is_whole_hours() {
+        let session = SessionBuilder::new(store)
+            .window(window)
+            .memory_limit(args.engine.memory_limit)
+            .build()
+            .await?;
+        warn_about_empty_hours(&session);
+        let mut baselines = Vec::new();
+        for rule in rules {
+            baselines.push(Baseline::compute(&session, rule).await?);
+        }
+        baselines
+    } else {
+        let (baselines, summary) = iodrift::rollup::baselines(
+            &store,
+            &window,
+            &rules,
+            args.engine.memory_limit,
+            Utc::now(),
+        )
         .await?;
-    warn_about_empty_hours(&session);
-    for rule in args.rule.rules() {
-        let baseline = Baseline::compute(&session, rule).await?;
-        for path in baseline.write(&args.out)? {
+        eprintln!(
+            "hourly rollups: {} hours merged from stored rollups, {} read from raw rows",
+            summary.reused, summary.rebuilt
+        );
+        baselines
+    };
+    for baseline in baselines {
+        for path in baseline.write(&out).await? {
             println!(
-                "{}: {} keys -> {}",
-                rule.lookup,
-                baseline.len(),
-                path.display()
+                "{}: {} keys -> {path}",
+                baseline.rule.lookup,
+                baseline.len()
             );
         }
     }
     Ok(())
 }
 
-async fn detect(args: DetectArgs) -> Result<Vec<RecordBatch>> {
+async fn detect(args: DetectArgs, s3: &S3Options) -> Result<Vec<RecordBatch>> {
     let rules = args.rule.rules();
     let window = window(&args.earliest, &args.latest, args.now.now.as_deref())?;
-    let session = SessionBuilder::new(Store::open(&args.store)?)
+    let output = args
+        .output
+        .as_deref()
+        .map(|o| Location::parse(o, s3))
+        .transpose()?;
+    let session = SessionBuilder::new(Store::open(Location::parse(&args.store, s3)?)?)
         .window(window)
-        .baselines(&args.baselines, &rules)
+        .baselines(Location::parse(&args.baselines, s3)?, &rules)
         .memory_limit(args.engine.memory_limit)
         .build()
         .await?;
@@ -105,10 +136,14 @@ async fn detect(args: DetectArgs) -> Result<Vec<RecordBatch>> {
         .collect()
         .await
         .map_err(Error::query("run detection"))?;
-    match &args.output {
-        Some(path) => write_atomically(path, |file| {
-            write_batches(file, &findings, args.format).map_err(std::io::Error::other)
-        })?,
+    match &output {
+        Some(output) => {
+            output
+                .write("", |file| {
+                    write_batches(file, &findings, args.format).map_err(std::io::Error::other)
+                })
+                .await?
+        }
         None => {
             let mut stdout = Stdout::lock();
             write_batches(&mut stdout, &findings, args.format)?;
@@ -125,14 +160,14 @@ async fn detect(args: DetectArgs) -> Result<Vec<RecordBatch>> {
     Ok(findings)
 }
 
-async fn sql(args: SqlArgs) -> Result<()> {
-    let mut builder =
-        SessionBuilder::new(Store::open(&args.store)?).memory_limit(args.engine.memory_limit);
+async fn sql(args: SqlArgs, s3: &S3Options) -> Result<()> {
+    let mut builder = SessionBuilder::new(Store::open(Location::parse(&args.store, s3)?)?)
+        .memory_limit(args.engine.memory_limit);
     if let (Some(earliest), Some(latest)) = (&args.earliest, &args.latest) {
         builder = builder.window(window(earliest, latest, args.now.now.as_deref())?);
     }
     if let Some(dir) = &args.baselines {
-        builder = builder.baselines(dir, &[]);
+        builder = builder.baselines(Location::parse(dir, s3)?, &[]);
     }
     let session = builder.build().await?;
     warn_about_empty_hours(&session);
@@ -149,7 +184,8 @@ async fn sql(args: SqlArgs) -> Result<()> {
     Ok(())
 }
 
-fn generate(args: GenerateArgs) -> Result<generate::Summary> {
+async fn generate(args: GenerateArgs, s3: &S3Options) -> Result<generate::Summary> {
+    let out = Location::parse(&args.out, s3)?;
     let spec = Spec {
         clusters: args.clusters,
         services: args.services,
@@ -159,7 +195,10 @@ fn generate(args: GenerateArgs) -> Result<generate::Summary> {
         seed: args.seed,
     };
     let started = std::time::Instant::now();
-    let summary = generate::generate(&spec, &args.out)?;
+    let runtime = tokio::runtime::Handle::current();
+    let summary = tokio::task::spawn_blocking(move || generate::generate(&spec, &out, &runtime))
+        .await
+        .map_err(|e| Error::Usage(format!("the generator failed: {e}")))??;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "generated {} rows ({} pods, {} hours, {} scenarios) into {} in {seconds:.1} s ({:.1} M rows/s); labels: {}",
@@ -167,14 +206,14 @@ fn generate(args: GenerateArgs) -> Result<generate::Summary> {
         summary.pods,
         summary.files,
         summary.labels.scenarios.len(),
-        args.out.display(),
+        args.out,
         summary.rows as f64 / seconds / 1e6,
-        summary.labels_path.display()
+        summary.labels_path
     );
     Ok(summary)
 }
 
-fn ingest(args: IngestArgs) -> Result<()> {
+async fn ingest(args: IngestArgs, s3: &S3Options) -> Result<()> {
     let now = Utc::now();
     let needs_cluster = matches!(
         args.format,
@@ -188,7 +227,7 @@ fn ingest(args: IngestArgs) -> Result<()> {
         )));
     }
     let request = ingest::Request {
-        store: args.store,
+        store: Location::parse(&args.store, s3)?,
         format: args.format,
         context: ingest::Context {
             cluster: args.cluster,
@@ -200,7 +239,7 @@ fn ingest(args: IngestArgs) -> Result<()> {
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let started = std::time::Instant::now();
-    let report = ingest::ingest(&request)?;
+    let report = ingest::ingest(&request, s3).await?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "ingested {} inputs ({} skipped as already ingested, {:.1} MB in {seconds:.2} s): {} points, {} rows written in {} files, {} rejected, {} ignored (other metrics), {} first points of a series, {} counter resets, {} repeated points{}",
@@ -230,10 +269,10 @@ fn ingest(args: IngestArgs) -> Result<()> {
     }
 }
 
-fn compact(args: CompactArgs) -> Result<()> {
+async fn compact(args: CompactArgs, s3: &S3Options) -> Result<()> {
     let now = Utc::now();
     let before = resolve(args.before.as_deref().unwrap_or("@h"), now, "--before")?;
-    let summary = ingest::compact(&args.store, before)?;
+    let summary = ingest::compact(&Location::parse(&args.store, s3)?, before).await?;
     println!(
         "compacted {} hours ({} files, {} rows){}",
         summary.hours,
@@ -252,47 +291,58 @@ fn compact(args: CompactArgs) -> Result<()> {
 }
 
 /// The main job on an embedded default: a small cluster, both baselines, both detections.
-async fn demo(args: DemoArgs) -> Result<()> {
+async fn demo(args: DemoArgs, s3: &S3Options) -> Result<()> {
     let store = args.dir.join("store");
     let baselines = args.dir.join("baselines");
     let findings_path = args.dir.join("findings.json");
-    let generated = generate(GenerateArgs {
-        out: store.clone(),
-        clusters: 1,
-        services: 12,
-        replicas: 3,
-        start: "2026-03-01T00:00:00Z".into(),
-        hours: 48,
-        seed: 1,
-    })?;
+    let generated = generate(
+        GenerateArgs {
+            out: store.display().to_string(),
+            clusters: 1,
+            services: 12,
+            replicas: 3,
+            start: "2026-03-01T00:00:00Z".into(),
+            hours: 48,
+            seed: 1,
+        },
+        s3,
+    )
+    .await?;
     let now = rfc3339(generated.labels.end);
     let location = store.to_string_lossy().into_owned();
-    baseline(BaselineArgs {
-        store: location.clone(),
-        out: baselines.clone(),
-        rule: RuleChoice::All,
-        earliest: "-30d@d".into(),
-        latest: "-1d@d".into(),
-        now: iodrift::cli::NowArg {
-            now: Some(now.clone()),
+    baseline(
+        BaselineArgs {
+            store: location.clone(),
+            out: baselines.display().to_string(),
+            rule: RuleChoice::All,
+            earliest: "-30d@d".into(),
+            latest: "-1d@d".into(),
+            full: false,
+            now: iodrift::cli::NowArg {
+                now: Some(now.clone()),
+            },
+            engine: Default::default(),
         },
-        engine: Default::default(),
-    })
+        s3,
+    )
     .await?;
-    let findings = detect(DetectArgs {
-        store: location,
-        baselines: baselines.clone(),
-        rule: RuleChoice::All,
-        earliest: "-70m@m".into(),
-        latest: "-10m@m".into(),
-        now: iodrift::cli::NowArg {
-            now: Some(now.clone()),
+    let findings = detect(
+        DetectArgs {
+            store: location,
+            baselines: baselines.display().to_string(),
+            rule: RuleChoice::All,
+            earliest: "-70m@m".into(),
+            latest: "-10m@m".into(),
+            now: iodrift::cli::NowArg {
+                now: Some(now.clone()),
+            },
+            engine: Default::default(),
+            format: Format::Json,
+            output: Some(findings_path.display().to_string()),
+            filter: None,
         },
-        engine: Default::default(),
-        format: Format::Json,
-        output: Some(findings_path.clone()),
-        filter: None,
-    })
+        s3,
+    )
     .await?;
     let summary = findings
         .iter()
@@ -341,7 +391,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
     println!(
         "\nstore:     {}\nlabels:    {}\nbaselines: {}\nfindings:  {} (with anomaly texts)",
         store.display(),
-        generated.labels_path.display(),
+        generated.labels_path,
         baselines.display(),
         findings_path.display()
     );
@@ -354,8 +404,9 @@ async fn demo(args: DemoArgs) -> Result<()> {
 }
 
 /// Replays the hourly schedule of the detections over a labelled store and prints the scores.
-async fn eval(args: EvalArgs) -> Result<()> {
-    let labels = generate::Labels::read(&args.labels)?;
+async fn eval(args: EvalArgs, s3: &S3Options) -> Result<()> {
+    let labels = generate::Labels::read(&Location::parse(&args.labels, s3)?).await?;
+    let store = Location::parse(&args.store, s3)?;
     let rules = args.rule.rules();
     let from = match &args.from {
         Some(t) => resolve(t, Utc::now(), "--from")?,
@@ -367,25 +418,27 @@ async fn eval(args: EvalArgs) -> Result<()> {
     };
     let computed = tempfile::tempdir().map_err(Error::io(std::env::temp_dir()))?;
     let baselines = match &args.baselines {
-        Some(dir) => dir.clone(),
+        Some(dir) => Location::parse(dir, s3)?,
         None => {
             let first_day = Window::parse(&rfc3339(labels.start), &rfc3339(from), Utc::now())?;
-            let session = SessionBuilder::new(Store::open(&args.store)?)
+            let session = SessionBuilder::new(Store::open(store.clone())?)
                 .window(first_day)
                 .memory_limit(args.engine.memory_limit)
                 .build()
                 .await?;
+            let dir = Location::parse(&computed.path().display().to_string(), s3)?;
             for rule in &rules {
                 Baseline::compute(&session, *rule)
                     .await?
-                    .write(computed.path())?;
+                    .write(&dir)
+                    .await?;
             }
             eprintln!(
                 "baselines computed over [{}, {})",
                 rfc3339(labels.start),
                 rfc3339(from)
             );
-            computed.path().to_path_buf()
+            dir
         }
     };
     let runs = iodrift::eval::schedule(from, to);
@@ -393,9 +446,9 @@ async fn eval(args: EvalArgs) -> Result<()> {
     let mut tally = iodrift::eval::Tally::default();
     for now in runs {
         let window = Window::parse("-70m@m", "-10m@m", now)?;
-        let session = SessionBuilder::new(Store::open(&args.store)?)
+        let session = SessionBuilder::new(Store::open(store.clone())?)
             .window(window)
-            .baselines(&baselines, &rules)
+            .baselines(baselines.clone(), &rules)
             .memory_limit(args.engine.memory_limit)
             .build()
             .await?;

@@ -16,6 +16,8 @@ pub struct Rule {
     pub lookup_columns: [&'static str; 7],
     /// The view in `sql/` that computes the baseline.
     pub baseline_view: &'static str,
+    /// The view in `sql/rollups.sql` that computes its hourly rollups.
+    pub rollup_view: &'static str,
     pub risk_score: i64,
     pub risk_message: &'static str,
     pub mitre_attack_id: &'static str,
@@ -36,6 +38,7 @@ pub const NETWORK_IO: Rule = Rule {
         "last_seen",
     ],
     baseline_view: "baseline_network_io",
+    rollup_view: "rollup_network_io",
     risk_score: 20,
     risk_message: "Kubernetes Anomalous Inbound Outbound Network IO from container on host $host$",
     mitre_attack_id: "T1204",
@@ -56,6 +59,7 @@ pub const NETWORK_IO_RATIO: Rule = Rule {
         "last_seen",
     ],
     baseline_view: "baseline_network_io_ratio",
+    rollup_view: "rollup_network_io_ratio",
     risk_score: 25,
     risk_message: "Kubernetes Anomalous Inbound to Outbound Network IO Ratio from Container on host $host$",
     mitre_attack_id: "T1204",
@@ -82,7 +86,7 @@ impl RuleChoice {
 }
 
 /// The SQL files of `sql/`, in the order they create their views.
-pub const SQL: [(&str, &str); 6] = [
+pub const SQL: [(&str, &str); 7] = [
     ("spans.sql", include_str!("../sql/spans.sql")),
     (
         "baseline_network_io.sql",
@@ -97,11 +101,12 @@ pub const SQL: [(&str, &str); 6] = [
         include_str!("../sql/pod_network_io.sql"),
     ),
     ("detections.sql", include_str!("../sql/detections.sql")),
+    ("rollups.sql", include_str!("../sql/rollups.sql")),
     ("findings.sql", include_str!("../sql/findings.sql")),
 ];
 
 /// The views the SQL files create, one per stage, as the REPL lists them.
-pub const STAGE_VIEWS: [(&str, &str); 9] = [
+pub const STAGE_VIEWS: [(&str, &str); 11] = [
     (
         "spans",
         "stages 1-2: 10 s spans per pod and direction, with service and key",
@@ -117,6 +122,14 @@ pub const STAGE_VIEWS: [(&str, &str); 9] = [
     (
         "baseline_network_io_ratio",
         "the network-io-ratio baseline computed from the window",
+    ),
+    (
+        "rollup_network_io",
+        "hourly rollups of the network-io baseline (count, mean, M2 per measure)",
+    ),
+    (
+        "rollup_network_io_ratio",
+        "hourly rollups of the network-io-ratio baseline",
     ),
     (
         "pod_network_io",

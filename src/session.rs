@@ -2,7 +2,6 @@
 //! table, both baseline lookups, the `rules` table and every stage view of `sql/`.
 
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
@@ -18,6 +17,7 @@ use datafusion::sql::sqlparser::dialect::dialect_from_str;
 
 use crate::baseline::Baseline;
 use crate::error::{Error, Result};
+use crate::location::Location;
 use crate::rules::{RULES, Rule, SQL};
 use crate::store::{Scan, Store};
 use crate::table;
@@ -28,7 +28,7 @@ use crate::time::Window;
 pub struct SessionBuilder {
     store: Store,
     window: Option<Window>,
-    baselines: Option<PathBuf>,
+    baselines: Option<Location>,
     required: Vec<Rule>,
     memory_limit: Option<usize>,
 }
@@ -66,28 +66,14 @@ impl SessionBuilder {
     }
 
     /// Loads the lookups found in `dir`; those of `required` must be there.
-    pub fn baselines(mut self, dir: impl Into<PathBuf>, required: &[Rule]) -> SessionBuilder {
-        self.baselines = Some(dir.into());
+    pub fn baselines(mut self, dir: Location, required: &[Rule]) -> SessionBuilder {
+        self.baselines = Some(dir);
         self.required = required.to_vec();
         self
     }
 
     pub async fn build(self) -> Result<Session> {
-        // DataFusion's own settings come from DATAFUSION_* variables, as in datafusion-cli
-        // (e.g. DATAFUSION_EXECUTION_TARGET_PARTITIONS=8).
-        let mut config = SessionConfig::from_env()
-            .map_err(|e| Error::Usage(format!("bad DATAFUSION_* setting: {e}")))?
-            .with_information_schema(true)
-            .with_default_catalog_and_schema("iodrift", "public");
-        // The generic dialect takes `SELECT pod, cluster` for a trailing comma before a
-        // `CLUSTER BY` clause; PostgreSQL's reads `cluster` as the store's column.
-        config.options_mut().sql_parser.dialect = Dialect::PostgreSQL;
-        // The `metrics` scan is hash-partitioned by `hour` (see table.rs); a `GROUP BY hour, ...`
-        // keeps that partitioning instead of repartitioning on all its keys, whatever the
-        // number of partitions.
-        if std::env::var_os("DATAFUSION_OPTIMIZER_SUBSET_REPARTITION_THRESHOLD").is_none() {
-            config.options_mut().optimizer.subset_repartition_threshold = 1;
-        }
+        let config = session_config()?;
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(bytes) = self.memory_limit {
             let pool = FairSpillPool::new(bytes);
@@ -101,6 +87,9 @@ impl SessionBuilder {
             .map_err(Error::query("start the query engine"))?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         iodrift_udfs::register_all(&ctx);
+        for place in std::iter::once(self.store.place()).chain(&self.baselines) {
+            ctx.register_object_store(place.url().as_ref(), place.objects().clone());
+        }
 
         let mut scan = match &self.window {
             Some(window) => self.store.scan_window(window).await?,
@@ -132,9 +121,21 @@ impl SessionBuilder {
         register_metrics(&ctx, &self.store, &scan, self.window.as_ref())?;
 
         for rule in RULES {
-            let baseline = match &self.baselines {
-                Some(dir) if self.required.contains(&rule) || lookup_exists(dir, &rule) => {
-                    Baseline::read_csv(dir, rule)?
+            let found = match &self.baselines {
+                Some(dir) => Baseline::read_csv(dir, rule).await?,
+                None => None,
+            };
+            let baseline = match (found, &self.baselines) {
+                (Some(baseline), _) => baseline,
+                (None, Some(dir)) if self.required.contains(&rule) => {
+                    let path = dir.display(&dir.path(&Baseline::csv_file_name(&rule)));
+                    return Err(Error::Baseline {
+                        path,
+                        reason: format!(
+                            "no such lookup; write it with `iodrift baseline --out {}`",
+                            dir.as_str()
+                        ),
+                    });
                 }
                 _ => Baseline::empty(rule),
             };
@@ -156,8 +157,23 @@ impl SessionBuilder {
     }
 }
 
-fn lookup_exists(dir: &Path, rule: &Rule) -> bool {
-    dir.join(Baseline::csv_file_name(rule)).exists()
+/// DataFusion's settings for every iodrift session: those of the DATAFUSION_* variables, as in
+/// datafusion-cli (e.g. DATAFUSION_EXECUTION_TARGET_PARTITIONS=8), plus iodrift's own.
+pub fn session_config() -> Result<SessionConfig> {
+    let mut config = SessionConfig::from_env()
+        .map_err(|e| Error::Usage(format!("bad DATAFUSION_* setting: {e}")))?
+        .with_information_schema(true)
+        .with_default_catalog_and_schema("iodrift", "public");
+    // The generic dialect takes `SELECT pod, cluster` for a trailing comma before a
+    // `CLUSTER BY` clause; PostgreSQL's reads `cluster` as the store's column.
+    config.options_mut().sql_parser.dialect = Dialect::PostgreSQL;
+    // The `metrics` scan is hash-partitioned by `hour` (see table.rs); a `GROUP BY hour, ...`
+    // keeps that partitioning instead of repartitioning on all its keys, whatever the
+    // number of partitions.
+    if std::env::var_os("DATAFUSION_OPTIMIZER_SUBSET_REPARTITION_THRESHOLD").is_none() {
+        config.options_mut().optimizer.subset_repartition_threshold = 1;
+    }
+    Ok(config)
 }
 
 fn register_metrics(

@@ -12,7 +12,6 @@ use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{ObjectMeta, ObjectStore};
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -23,7 +22,7 @@ use datafusion::parquet::schema::types::ColumnPath;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{Error, Result};
-use crate::output::write_atomically;
+use crate::location::Location;
 use crate::table::HourTable;
 use crate::time::Window;
 
@@ -53,10 +52,10 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// An hour-partitioned store on an object store (a local directory for now).
+/// An hour-partitioned store in a local directory or under an S3 prefix.
 #[derive(Debug, Clone)]
 pub struct Store {
-    location: String,
+    location: Location,
     root: Path,
     objects: Arc<dyn ObjectStore>,
 }
@@ -129,29 +128,30 @@ pub fn partition_path(hour: DateTime<Utc>) -> String {
 }
 
 /// Writes `batch` (rows of the hour starting at `hour`, ms, in store order) as `name` in that
-/// hour's partition under the local store root `root`, atomically, with `properties` (those of
-/// [`writer_properties`], plus footer metadata where a writer adds some).
-pub fn write_partition_file(
-    root: &std::path::Path,
+/// hour's partition of the store at `store`, whole or not at all, with `properties` (those of
+/// [`writer_properties`], plus footer metadata where a writer adds some). Returns the file's
+/// path as a user reads it.
+pub async fn write_partition_file(
+    store: &Location,
     hour: i64,
     name: &str,
     batch: &RecordBatch,
     properties: WriterProperties,
-) -> Result<std::path::PathBuf> {
+) -> Result<String> {
     let at = Utc
         .timestamp_millis_opt(hour)
         .single()
         .ok_or_else(|| Error::Store {
-            location: root.display().to_string(),
+            location: store.as_str().to_string(),
             reason: format!("hour {hour} ms is out of range"),
         })?;
-    let dir = root.join(partition_path(at));
-    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-    let path = dir.join(name);
-    write_atomically(&path, |file| {
-        crate::store_writer::write_batch(file, batch, properties).map_err(std::io::Error::other)
-    })?;
-    Ok(path)
+    let relative = format!("{}/{name}", partition_path(at));
+    store
+        .write(&relative, |out| {
+            crate::store_writer::write_batch(out, batch, properties).map_err(std::io::Error::other)
+        })
+        .await?;
+    Ok(store.display(&store.path(&relative)))
 }
 
 impl Scan {
@@ -165,39 +165,44 @@ impl Scan {
 }
 
 impl Store {
-    /// Opens a store rooted at a local directory, which must exist.
-    pub fn open(location: &str) -> Result<Store> {
-        let fail = |reason: String| Error::Store {
-            location: location.to_string(),
-            reason,
-        };
-        let path = std::path::Path::new(location);
-        let metadata = std::fs::metadata(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-        if !metadata.is_dir() {
-            return Err(fail("is not a directory".into()));
+    /// Opens the store at `location`; a local one must be an existing directory, an S3 prefix
+    /// is checked when it is first listed.
+    pub fn open(location: Location) -> Result<Store> {
+        if let Some(dir) = location.local() {
+            let fail = |reason: String| Error::Store {
+                location: location.as_str().to_string(),
+                reason,
+            };
+            let metadata = std::fs::metadata(dir).map_err(|e| fail(format!("cannot open: {e}")))?;
+            if !metadata.is_dir() {
+                return Err(fail("is not a directory".into()));
+            }
         }
-        let absolute =
-            std::fs::canonicalize(path).map_err(|e| fail(format!("cannot resolve: {e}")))?;
-        let root = Path::from_absolute_path(&absolute).map_err(|e| fail(e.to_string()))?;
         Ok(Store {
-            location: location.to_string(),
-            root,
-            objects: Arc::new(LocalFileSystem::new()),
+            root: location.root().clone(),
+            objects: location.objects().clone(),
+            location,
         })
     }
 
+    /// The store's location as the user gave it.
     pub fn location(&self) -> &str {
+        self.location.as_str()
+    }
+
+    /// Where the store lives: local directory or S3 prefix.
+    pub fn place(&self) -> &Location {
         &self.location
     }
 
     /// The prefix of one hour's partition: `<root>/dt=YYYY-MM-DD/hour=HH`.
     pub fn hour_prefix(&self, hour: DateTime<Utc>) -> Path {
-        Path::from(format!("{}/{}", self.root, partition_path(hour)))
+        self.location.path(&partition_path(hour))
     }
 
-    /// A path in the form a user recognises: the local file path.
+    /// A path in the form a user recognises: a local file path or an `s3://` URL.
     pub fn display(&self, path: &Path) -> String {
-        format!("/{path}")
+        self.location.display(path)
     }
 
     /// Lists the exact hour partitions of `window`, never anything else of the store.
@@ -235,7 +240,7 @@ impl Store {
 
     fn malformed(&self, path: &Path, expected: &str) -> Error {
         Error::Store {
-            location: self.location.clone(),
+            location: self.location.as_str().to_string(),
             reason: format!("malformed partition {}: {expected}", self.display(path)),
         }
     }
@@ -258,7 +263,7 @@ impl Store {
 
     fn store_error(&self, path: &Path, error: impl std::fmt::Display) -> Error {
         Error::Store {
-            location: self.location.clone(),
+            location: self.location.as_str().to_string(),
             reason: format!("cannot list {}: {error}", self.display(path)),
         }
     }
@@ -405,7 +410,7 @@ impl Store {
 
     /// The URL DataFusion resolves this store's object store by.
     pub fn object_store_url(&self) -> ObjectStoreUrl {
-        ObjectStoreUrl::local_filesystem()
+        self.location.url().clone()
     }
 }
 

@@ -35,6 +35,13 @@ impl Window {
         std::iter::successors(Some(first), |hour| Some(*hour + Duration::hours(1)))
             .take_while(move |hour| *hour <= last_instant)
     }
+
+    /// Whether both bounds fall on the start of an hour.
+    pub fn is_whole_hours(&self) -> bool {
+        [self.earliest, self.latest]
+            .iter()
+            .all(|t| floor_to(*t, Duration::hours(1)) == *t)
+    }
 }
 
 /// Formats an instant as RFC 3339 in UTC with a `Z`, at the precision it needs.

@@ -6,7 +6,6 @@ mod topology;
 mod traffic;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -20,9 +19,10 @@ use datafusion::arrow::datatypes::Int32Type;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
-use crate::output::write_atomically;
+use crate::location::Location;
 use crate::store::{self, NETWORK_IO_METRIC};
 use crate::time::Window;
 pub use topology::{Cluster, Pod, Workload};
@@ -94,14 +94,14 @@ pub struct Labels {
 
 impl Labels {
     /// Reads a labels file written by `generate`; an error names the file.
-    pub fn read(path: &Path) -> Result<Labels> {
-        let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
-        serde_json::from_str(&text).map_err(|e| {
-            Error::Usage(format!(
-                "labels {}: not a labels file of `iodrift generate`: {e}",
-                path.display()
-            ))
-        })
+    pub async fn read(location: &Location) -> Result<Labels> {
+        let fail = |reason: String| Error::Usage(format!("labels {}: {reason}", location.as_str()));
+        let text = location
+            .read("")
+            .await?
+            .ok_or_else(|| fail("no such file".into()))?;
+        serde_json::from_slice(&text)
+            .map_err(|e| fail(format!("not a labels file of `iodrift generate`: {e}")))
     }
 }
 
@@ -111,27 +111,29 @@ pub struct Summary {
     pub rows: u64,
     pub files: usize,
     pub pods: usize,
-    pub labels_path: PathBuf,
+    pub labels_path: String,
     pub labels: Labels,
 }
 
 /// The labels file of the store at `store`: `<store>.labels.json`, beside it.
-pub fn labels_path(store: &Path) -> PathBuf {
-    let name = store
-        .file_name()
-        .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
-    store.with_file_name(format!("{name}.labels.json"))
+pub fn labels_location(store: &Location) -> Location {
+    store.with_suffix(".labels.json")
 }
 
 /// Writes the synthetic store into `out` (one file per hour, all clusters, sorted by cluster,
 /// pod, direction and time) and the labels file beside it.
-pub fn generate(spec: &Spec, out: &Path) -> Result<Summary> {
+///
+/// Call it outside the async runtime's threads (e.g. in `spawn_blocking`): its worker threads
+/// write through the runtime `runtime`.
+pub fn generate(spec: &Spec, out: &Location, runtime: &Handle) -> Result<Summary> {
     if spec.clusters == 0 || spec.hours == 0 || spec.services == 0 {
         return Err(Error::Usage(
             "--clusters, --services and --hours must be at least 1".into(),
         ));
     }
-    std::fs::create_dir_all(out).map_err(Error::io(out))?;
+    if let Some(dir) = out.local() {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    }
     let mut clusters: Vec<Cluster> = (0..spec.clusters as usize)
         .map(|i| topology::cluster(spec, i))
         .collect();
@@ -157,13 +159,13 @@ pub fn generate(spec: &Spec, out: &Path) -> Result<Summary> {
                         // The next hour is about as large: its columns are allocated once.
                         capacity = batch.num_rows() + batch.num_rows() / 8;
                         rows += batch.num_rows() as u64;
-                        store::write_partition_file(
+                        runtime.block_on(store::write_partition_file(
                             out,
                             start,
                             "generated.parquet",
                             &batch,
                             store::writer_properties(),
-                        )?;
+                        ))?;
                     }
                 })
             })
@@ -175,15 +177,15 @@ pub fn generate(spec: &Spec, out: &Path) -> Result<Summary> {
     });
     let rows = results.into_iter().sum::<Result<u64>>()?;
 
-    let labels_path = labels_path(out);
-    write_atomically(&labels_path, |file| {
-        serde_json::to_writer_pretty(&mut *file, &labels).map_err(std::io::Error::other)
-    })?;
+    let labels_location = labels_location(out);
+    runtime.block_on(labels_location.write("", |file| {
+        serde_json::to_writer_pretty(file, &labels).map_err(std::io::Error::other)
+    }))?;
     Ok(Summary {
         rows,
         files: spec.hours as usize,
         pods: clusters.iter().map(|c| c.pods.len()).sum(),
-        labels_path,
+        labels_path: labels_location.as_str().to_string(),
         labels,
     })
 }

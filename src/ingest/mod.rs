@@ -13,6 +13,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use datafusion::object_store::path::Path as ObjectPath;
+
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
 use datafusion::arrow::array::{
@@ -27,7 +30,7 @@ pub use point::{Decoded, Kind, Point, Record, Reject, Series};
 
 use crate::error::{Error, Result};
 use crate::generate::HOUR_MS;
-use crate::output::write_atomically;
+use crate::location::{Location, S3Options};
 use crate::store;
 pub use crate::store::NETWORK_IO_METRIC;
 
@@ -70,10 +73,11 @@ pub struct Context {
 /// One ingest run's request.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub store: PathBuf,
+    pub store: Location,
     pub format: Format,
     pub context: Context,
-    pub inputs: Vec<PathBuf>,
+    /// Files, folders or `s3://` prefixes.
+    pub inputs: Vec<String>,
     pub now: DateTime<Utc>,
     pub progress: bool,
 }
@@ -87,13 +91,13 @@ pub struct Report {
     pub bytes: u64,
     pub points: u64,
     pub rows: u64,
-    pub files: Vec<PathBuf>,
+    pub files: Vec<String>,
     pub rejected: u64,
     pub ignored: u64,
     pub first_points: u64,
     pub resets: u64,
     pub duplicates: u64,
-    pub rejects_file: Option<PathBuf>,
+    pub rejects_file: Option<String>,
 }
 
 /// The ingest state kept in the store: every input ingested (by content hash) and the last
@@ -111,43 +115,70 @@ struct Ingested {
     at: DateTime<Utc>,
 }
 
-impl State {
-    fn path(store: &Path) -> PathBuf {
-        store.join(INGEST_DIR).join("state.json")
-    }
+const STATE_FILE: &str = "_ingest/state.json";
 
-    fn read(store: &Path) -> Result<State> {
-        let path = State::path(store);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Store {
-                location: store.display().to_string(),
-                reason: format!("{}: unreadable ingest state: {e}", path.display()),
+impl State {
+    async fn read(store: &Location) -> Result<State> {
+        match store.read(STATE_FILE).await? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Store {
+                location: store.as_str().to_string(),
+                reason: format!(
+                    "{}: unreadable ingest state: {e}",
+                    store.display(&store.path(STATE_FILE))
+                ),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(Error::io(path)(e)),
+            None => Ok(State::default()),
         }
     }
 
-    fn write(&self, store: &Path) -> Result<()> {
-        let path = State::path(store);
-        write_atomically(&path, |file| {
-            serde_json::to_writer(std::io::BufWriter::new(file), self)
-                .map_err(std::io::Error::other)
-        })
+    async fn write(&self, store: &Location) -> Result<()> {
+        store
+            .write(STATE_FILE, |file| {
+                serde_json::to_writer(std::io::BufWriter::new(file), self)
+                    .map_err(std::io::Error::other)
+            })
+            .await
+    }
+}
+
+/// One input file: a local file, or an object found under an `s3://` prefix.
+struct Input {
+    name: String,
+    size: u64,
+    source: Source,
+}
+
+enum Source {
+    File(PathBuf),
+    Object(Location, ObjectPath),
+}
+
+impl Input {
+    async fn read(&self) -> Result<Bytes> {
+        match &self.source {
+            Source::File(path) => Ok(std::fs::read(path).map_err(Error::io(path))?.into()),
+            Source::Object(location, path) => location
+                .get(path)
+                .await?
+                .ok_or_else(|| Error::input(&self.name, "vanished while ingesting")),
+        }
     }
 }
 
 /// Ingests `request.inputs` into the store. An input that cannot be read as the format is an
 /// error naming it, and then nothing of the run is written; bad records are rejects.
-pub fn ingest(request: &Request) -> Result<Report> {
-    if request.store.exists() && !request.store.is_dir() {
+pub async fn ingest(request: &Request, s3: &S3Options) -> Result<Report> {
+    if let Some(dir) = request.store.local()
+        && dir.exists()
+        && !dir.is_dir()
+    {
         return Err(Error::Store {
-            location: request.store.display().to_string(),
+            location: request.store.as_str().to_string(),
             reason: "is not a directory".into(),
         });
     }
-    let inputs = list_inputs(&request.inputs)?;
-    let mut state = State::read(&request.store)?;
+    let inputs = list_inputs(&request.inputs, s3).await?;
+    let mut state = State::read(&request.store).await?;
     let mut report = Report {
         inputs: inputs.len(),
         ..Report::default()
@@ -157,8 +188,8 @@ pub fn ingest(request: &Request) -> Result<Report> {
     let mut hashes = Vec::new();
     let mut seen = HashSet::new();
     for input in &inputs {
-        let name = input.display().to_string();
-        let raw = std::fs::read(input).map_err(Error::io(input))?;
+        let name = input.name.clone();
+        let raw = input.read().await?;
         progress.inc(raw.len() as u64);
         report.bytes += raw.len() as u64;
         let hash = hex(&Sha256::digest(&raw));
@@ -166,7 +197,7 @@ pub fn ingest(request: &Request) -> Result<Report> {
             report.skipped_inputs += 1;
             continue;
         }
-        let bytes = decompress(&name, raw)?;
+        let bytes = decompress(&name, raw.into())?;
         let one = request.format.decode(&name, &bytes, &request.context)?;
         if decoded.points.is_empty() {
             decoded.points = one.points;
@@ -205,26 +236,32 @@ pub fn ingest(request: &Request) -> Result<Report> {
             &name,
             &store_batch(rows),
             store::writer_properties(),
-        )?;
+        )
+        .await?;
         report.files.push(path);
     }
-    let reports = request.store.join(INGEST_DIR).join("batches");
-    std::fs::create_dir_all(&reports).map_err(Error::io(&reports))?;
+    let reports = format!("{INGEST_DIR}/batches");
     if !rejects.is_empty() {
-        let path = reports.join(format!("{batch}.rejects.jsonl"));
-        write_atomically(&path, |file| {
-            let mut out = std::io::BufWriter::new(file);
-            for reject in &rejects {
-                serde_json::to_writer(&mut out, reject).map_err(std::io::Error::other)?;
-                std::io::Write::write_all(&mut out, b"\n")?;
-            }
-            std::io::Write::flush(&mut out)
-        })?;
-        report.rejects_file = Some(path);
+        let name = format!("{reports}/{batch}.rejects.jsonl");
+        request
+            .store
+            .write(&name, |file| {
+                let mut out = std::io::BufWriter::new(file);
+                for reject in &rejects {
+                    serde_json::to_writer(&mut out, reject).map_err(std::io::Error::other)?;
+                    std::io::Write::write_all(&mut out, b"\n")?;
+                }
+                std::io::Write::flush(&mut out)
+            })
+            .await?;
+        report.rejects_file = Some(request.store.display(&request.store.path(&name)));
     }
-    write_atomically(&reports.join(format!("{batch}.json")), |file| {
-        serde_json::to_writer_pretty(file, &report).map_err(std::io::Error::other)
-    })?;
+    request
+        .store
+        .write(&format!("{reports}/{batch}.json"), |file| {
+            serde_json::to_writer_pretty(file, &report).map_err(std::io::Error::other)
+        })
+        .await?;
     for (hash, input) in hashes {
         state.inputs.insert(
             hash,
@@ -236,34 +273,58 @@ pub fn ingest(request: &Request) -> Result<Report> {
         );
     }
     state.series = counters.last_points();
-    state.write(&request.store)?;
+    state.write(&request.store).await?;
     Ok(report)
 }
 
 /// Compacts the store's closed hours (see [`crate::compact`]), leaving alone hours that hold
 /// files of an ingest batch whose state was never committed (a run that died midway).
-pub fn compact(store: &Path, before: DateTime<Utc>) -> Result<crate::compact::Summary> {
-    let state = State::read(store)?;
+pub async fn compact(store: &Location, before: DateTime<Utc>) -> Result<crate::compact::Summary> {
+    let state = State::read(store).await?;
     let committed: HashSet<&str> = state.inputs.values().map(|i| i.batch.as_str()).collect();
-    crate::compact::compact(store, before, &|batch| committed.contains(batch))
+    crate::compact::compact(store, before, &|batch| committed.contains(batch)).await
 }
 
-/// Files of the inputs: a file as it is, a folder walked in key order (hidden entries, `.x`
-/// and `_x`, skipped).
-fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// Files of the inputs: a file as it is; a folder or an `s3://` prefix walked in key order
+/// (hidden entries, `.x` and `_x`, skipped).
+async fn list_inputs(inputs: &[String], s3: &S3Options) -> Result<Vec<Input>> {
     let mut files = Vec::new();
     for input in inputs {
-        if input.to_string_lossy().starts_with("s3://") {
-            return Err(Error::Usage(format!(
-                "input {}: s3:// inputs are not supported yet; copy the objects to a folder",
-                input.display()
-            )));
+        if input.starts_with("s3://") {
+            let prefix = Location::parse(input, s3)?;
+            let before = files.len();
+            for object in prefix.list().await? {
+                let hidden = object
+                    .location
+                    .prefix_match(prefix.root())
+                    .is_some_and(|mut parts| parts.any(|p| p.as_ref().starts_with(['.', '_'])));
+                if !hidden {
+                    files.push(Input {
+                        name: prefix.display(&object.location),
+                        size: object.size,
+                        source: Source::Object(prefix.clone(), object.location),
+                    });
+                }
+            }
+            if files.len() == before {
+                return Err(Error::input(input, "no objects under this prefix"));
+            }
+            continue;
         }
-        let metadata = std::fs::metadata(input).map_err(Error::io(input))?;
+        let path = PathBuf::from(input);
+        let metadata = std::fs::metadata(&path).map_err(Error::io(&path))?;
+        let mut found = Vec::new();
         if metadata.is_dir() {
-            walk(input, &mut files)?;
+            walk(&path, &mut found)?;
         } else {
-            files.push(input.clone());
+            found.push(path);
+        }
+        for path in found {
+            files.push(Input {
+                name: path.display().to_string(),
+                size: std::fs::metadata(&path).map_or(0, |m| m.len()),
+                source: Source::File(path),
+            });
         }
     }
     if files.is_empty() {
@@ -408,15 +469,11 @@ fn store_batch(rows: Vec<Row>) -> RecordBatch {
     RecordBatch::try_new(store::schema(), columns).expect("ingested columns match the store schema")
 }
 
-fn progress_bar(show: bool, inputs: &[PathBuf]) -> indicatif::ProgressBar {
+fn progress_bar(show: bool, inputs: &[Input]) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
-    let total = inputs
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
+    let total = inputs.iter().map(|input| input.size).sum();
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

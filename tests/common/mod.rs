@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod reference;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,21 +38,24 @@ pub const DAY_END: &str = "2026-03-02T00:00:00Z";
 /// `--now` of the detections: ESCU's -70m@m..-10m@m is then [00:50, 01:50) on day two.
 pub const NOW: &str = "2026-03-02T02:00:00Z";
 
+/// The arguments of `iodrift generate` for [`generate`]'s store, but `--seed` and `--out`.
+pub const GENERATE: [&str; 9] = [
+    "generate",
+    "--services",
+    "4",
+    "--replicas",
+    "2",
+    "--hours",
+    "26",
+    "--start",
+    START,
+];
+
 pub fn generate(seed: u64) -> Generated {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     iodrift()
-        .args([
-            "generate",
-            "--services",
-            "4",
-            "--replicas",
-            "2",
-            "--hours",
-            "26",
-            "--start",
-            START,
-        ])
+        .args(GENERATE)
         .args(["--seed", &seed.to_string(), "--out"])
         .arg(&store)
         .assert()
@@ -75,12 +79,15 @@ pub const FINDING_FIELDS: [&str; 12] = [
     "window_end",
 ];
 
-/// `iodrift baseline` over the first day of `store` into `out`.
+/// `iodrift baseline --full` over the first day of `store` into `out`: the ESCU computation
+/// from raw rows, which the reference and golden tests hold to the last bit (merged hourly
+/// rollups agree to a few ulps; tests/rollups.rs covers them). It writes nothing into `store`.
 pub fn baseline_command(store: &Path, out: &Path) -> Command {
     let mut command = iodrift();
     command
         .args([
             "baseline",
+            "--full",
             "--earliest",
             START,
             "--latest",

@@ -1,5 +1,6 @@
-//! `exact_avg(x)` and `exact_stddev_samp(x)`: mean and sample standard deviation whose result
-//! does not depend on row order or on how DataFusion splits and merges partial aggregates.
+//! `exact_avg(x)`, `exact_stddev_samp(x)` and `exact_m2(x)`: mean, sample standard deviation and
+//! sum of squared deviations whose result does not depend on row order or on how DataFusion
+//! splits and merges partial aggregates.
 //!
 //! Sums are kept exactly as lists of non-overlapping partials (Shewchuk's algorithm, as in
 //! Python's `math.fsum`) and rounded once, so the same rows always give the same bits: a
@@ -26,6 +27,7 @@ use smallvec::SmallVec;
 
 pub const EXACT_AVG_UDAF_NAME: &str = "exact_avg";
 pub const EXACT_STDDEV_SAMP_UDAF_NAME: &str = "exact_stddev_samp";
+pub const EXACT_M2_UDAF_NAME: &str = "exact_m2";
 
 /// A sum of f64 values held exactly; [`ExactSum::value`] is the correctly rounded total.
 #[derive(Debug, Clone, Default)]
@@ -136,7 +138,7 @@ pub struct Moments {
 impl Moments {
     fn new(statistic: Statistic) -> Moments {
         Moments {
-            squares: (statistic == Statistic::SampleStdev).then(Box::default),
+            squares: (statistic != Statistic::Mean).then(Box::default),
             ..Moments::default()
         }
     }
@@ -157,10 +159,26 @@ impl Moments {
 
     /// The sample (n − 1) standard deviation; `None` below two values.
     pub fn sample_stdev(&self) -> Option<f64> {
-        let squares = self.squares.as_ref()?;
         if self.count < 2 {
             return None;
         }
+        let n = self.count as f64;
+        let variance = self.n_times_m2()? / (n * (n - 1.0));
+        Some(variance.sqrt())
+    }
+
+    /// The sum of squared deviations from the mean (M2 of Welford and Chan et al.); `None`
+    /// without values.
+    pub fn m2(&self) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        Some(self.n_times_m2()? / self.count as f64)
+    }
+
+    /// `n·Σx² − (Σx)²`, which is `n·M2`, evaluated exactly and rounded once.
+    fn n_times_m2(&self) -> Option<f64> {
+        let squares = self.squares.as_ref()?;
         let n = self.count as f64;
         let mut numerator = ExactSum::default();
         for term in squares.terms() {
@@ -176,14 +194,14 @@ impl Moments {
                 numerator.add(-low);
             }
         }
-        let variance = numerator.value().max(0.0) / (n * (n - 1.0));
-        Some(variance.sqrt())
+        Some(numerator.value().max(0.0))
     }
 
     fn evaluate(&self, statistic: Statistic) -> Option<f64> {
         match statistic {
             Statistic::Mean => self.mean(),
             Statistic::SampleStdev => self.sample_stdev(),
+            Statistic::M2 => self.m2(),
         }
     }
 
@@ -201,9 +219,11 @@ impl Moments {
 pub enum Statistic {
     Mean,
     SampleStdev,
+    /// The sum of squared deviations from the mean, for rollups merged later.
+    M2,
 }
 
-/// The `exact_avg` / `exact_stddev_samp` aggregate functions; nulls are ignored.
+/// The `exact_avg` / `exact_stddev_samp` / `exact_m2` aggregate functions; nulls are ignored.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ExactAggregate {
     statistic: Statistic,
@@ -226,10 +246,14 @@ impl ExactAggregate {
         AggregateUDF::from(ExactAggregate::new(Statistic::SampleStdev))
     }
 
+    pub fn m2() -> AggregateUDF {
+        AggregateUDF::from(ExactAggregate::new(Statistic::M2))
+    }
+
     fn sums(&self) -> usize {
         match self.statistic {
             Statistic::Mean => 1,
-            Statistic::SampleStdev => 2,
+            Statistic::SampleStdev | Statistic::M2 => 2,
         }
     }
 }
@@ -243,6 +267,7 @@ impl AggregateUDFImpl for ExactAggregate {
         match self.statistic {
             Statistic::Mean => EXACT_AVG_UDAF_NAME,
             Statistic::SampleStdev => EXACT_STDDEV_SAMP_UDAF_NAME,
+            Statistic::M2 => EXACT_M2_UDAF_NAME,
         }
     }
 
@@ -312,7 +337,7 @@ fn state_arrays<'a>(
     };
     let counts: UInt64Array = moments.clone().map(|m| m.count).collect();
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(counts), list(&|m| Some(&m.sum))];
-    if statistic == Statistic::SampleStdev {
+    if statistic != Statistic::Mean {
         arrays.push(list(&|m| m.squares.as_deref()));
     }
     arrays
@@ -606,6 +631,20 @@ mod tests {
             constant.add(0.1);
         }
         assert_eq!(constant.sample_stdev(), Some(0.0));
+    }
+
+    #[test]
+    fn m2_is_the_sum_of_squared_deviations() {
+        let mut m = Moments::new(Statistic::M2);
+        assert_eq!(m.m2(), None);
+        m.add(3.0);
+        assert_eq!(m.m2(), Some(0.0));
+        let mut shifted = Moments::new(Statistic::M2);
+        for x in [1e9 + 4.0, 1e9 + 7.0, 1e9 + 13.0, 1e9 + 16.0] {
+            shifted.add(x);
+        }
+        assert_eq!(shifted.m2(), Some(90.0));
+        assert_eq!(shifted.mean(), Some(1e9 + 10.0));
     }
 
     #[test]

@@ -1,0 +1,411 @@
+//! Incremental baselines: each closed hour's rollup per rule (count, mean and M2 of both
+//! measures, rows, last bucket) under `<store>/_rollups/`, rebuilt when the hour's files change.
+//!
+//! A baseline over a window merges the rollups of its hours with Chan et al.'s parallel update
+//! instead of rescanning raw rows; only hours without a current rollup are read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::compute::kernels::cmp::eq;
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::file::metadata::KeyValue;
+use datafusion::parquet::file::properties::WriterProperties;
+
+use crate::baseline::{Baseline, cast_batches, lookup_schema};
+use crate::error::{Error, Result};
+use crate::rules::Rule;
+use crate::session::SessionBuilder;
+use crate::store::{HourPartition, Store, partition_path};
+use crate::time::Window;
+
+/// Where rollups live, beside the partitions (hidden from scans).
+pub const ROLLUP_DIR: &str = "_rollups";
+/// The footer key of a rollup file: the hour's files it was computed from.
+const SOURCE_KEY: &str = "iodrift.rollup.source";
+const HOUR_SECONDS: i64 = 3600;
+
+/// Count, mean and M2 (sum of squared deviations) of one measure's values.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Moments {
+    pub count: u64,
+    pub mean: f64,
+    pub m2: f64,
+}
+
+impl Moments {
+    /// Chan et al.'s parallel update: the moments of both groups' values together.
+    pub fn merge(&mut self, other: &Moments) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = *other;
+            return;
+        }
+        let (a, b) = (self.count as f64, other.count as f64);
+        let n = a + b;
+        let delta = other.mean - self.mean;
+        self.mean += delta * (b / n);
+        self.m2 += other.m2 + delta * delta * (a * b / n);
+        self.count += other.count;
+    }
+
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.mean)
+    }
+
+    /// The sample (n − 1) standard deviation; `None` below two values.
+    pub fn sample_stdev(&self) -> Option<f64> {
+        (self.count > 1).then(|| (self.m2.max(0.0) / (self.count - 1) as f64).sqrt())
+    }
+}
+
+/// One key's statistics over some hours.
+#[derive(Debug, Clone, Default)]
+struct KeyRollup {
+    rows: i64,
+    last_seen: Option<i64>,
+    a: Moments,
+    b: Moments,
+}
+
+/// What an incremental baseline read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Hours whose stored rollups were current.
+    pub reused: usize,
+    /// Hours read from raw rows (no rollup yet, or their files changed since).
+    pub rebuilt: usize,
+}
+
+/// The schema of a rollup file and of the rollup views' rows.
+fn rollup_schema() -> SchemaRef {
+    let column = |name: &str, data_type: DataType| Field::new(name, data_type, true);
+    Arc::new(Schema::new(vec![
+        column("hour", DataType::Int64),
+        column("key", DataType::Utf8),
+        column("rows", DataType::Int64),
+        column("last_seen", DataType::Int64),
+        column("n_a", DataType::Int64),
+        column("mean_a", DataType::Float64),
+        column("m2_a", DataType::Float64),
+        column("n_b", DataType::Int64),
+        column("mean_b", DataType::Float64),
+        column("m2_b", DataType::Float64),
+    ]))
+}
+
+/// The rollup file of `rule` for the partition of `hour`, relative to the store root.
+fn rollup_file(rule: &Rule, hour: DateTime<Utc>) -> String {
+    format!(
+        "{ROLLUP_DIR}/{}/{}.parquet",
+        rule.lookup,
+        partition_path(hour)
+    )
+}
+
+/// What a rollup is computed from: every file of the hour, with its size and version.
+fn source(partition: &HourPartition) -> String {
+    let files: Vec<String> = partition
+        .files
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{}:{}:{}",
+                f.meta.location.filename().unwrap_or(""),
+                f.meta.size,
+                f.meta.last_modified.timestamp_micros(),
+                f.meta.e_tag.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    serde_json::to_string(&files).expect("strings serialise")
+}
+
+/// Both rules' baselines over `window`, from the hours' rollups; hours without a current one
+/// are computed from raw rows and, once closed (before `now`), stored for the next run.
+/// `window` must start and end on whole hours.
+pub async fn baselines(
+    store: &Store,
+    window: &Window,
+    rules: &[Rule],
+    memory_limit: Option<usize>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Baseline>, Summary)> {
+    // A bad DATAFUSION_* setting is an error even when every hour has a current rollup.
+    crate::session::session_config()?;
+    if !window.is_whole_hours() {
+        return Err(Error::Usage(
+            "an incremental baseline needs a window of whole hours; use --full".into(),
+        ));
+    }
+    let scan = store.scan_window(window).await?;
+    if scan.is_empty() && store.is_empty().await? {
+        return Err(Error::Store {
+            location: store.location().to_string(),
+            reason: "holds no dt=YYYY-MM-DD/hour=HH partitions".into(),
+        });
+    }
+    let mut hours: BTreeMap<DateTime<Utc>, Vec<RecordBatch>> = BTreeMap::new();
+    let mut stale = Vec::new();
+    let mut summary = Summary::default();
+    for partition in &scan.partitions {
+        let source = source(partition);
+        let mut found = Vec::new();
+        for rule in rules {
+            match read_rollup(store, rule, partition.hour, &source).await? {
+                Some(batch) => found.push(batch),
+                None => break,
+            }
+        }
+        if found.len() == rules.len() {
+            summary.reused += 1;
+            hours.insert(partition.hour, found);
+        } else {
+            stale.push(partition);
+        }
+    }
+    summary.rebuilt = stale.len();
+    for run in contiguous(&stale) {
+        let run_window = Window {
+            earliest: run[0].hour,
+            latest: run[run.len() - 1].hour + chrono::Duration::hours(1),
+        };
+        let session = SessionBuilder::new(store.clone())
+            .window(run_window)
+            .memory_limit(memory_limit)
+            .build()
+            .await?;
+        let mut per_rule = Vec::new();
+        for rule in rules {
+            per_rule.push(compute(&session.ctx, rule).await?);
+        }
+        for partition in run {
+            let hour_start = partition.hour.timestamp();
+            let mut found = Vec::new();
+            for (rule, batch) in rules.iter().zip(&per_rule) {
+                let hour = rows_of_hour(batch, hour_start)?;
+                if is_closed(partition.hour, now)
+                    && let Err(e) =
+                        write_rollup(store, rule, partition.hour, &source(partition), &hour).await
+                {
+                    // A store the user may only read still gets its baseline, just not faster
+                    // next time.
+                    tracing::warn!("rollup not stored: {e}");
+                }
+                found.push(hour);
+            }
+            hours.insert(partition.hour, found);
+        }
+    }
+    let baselines = rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| merge(*rule, hours.values().map(|batches| &batches[i])))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((baselines, summary))
+}
+
+/// Runs of consecutive hours.
+fn contiguous<'a>(partitions: &[&'a HourPartition]) -> Vec<Vec<&'a HourPartition>> {
+    let mut runs: Vec<Vec<&HourPartition>> = Vec::new();
+    for partition in partitions {
+        match runs.last_mut() {
+            Some(run) if run[run.len() - 1].hour + chrono::Duration::hours(1) == partition.hour => {
+                run.push(partition)
+            }
+            _ => runs.push(vec![partition]),
+        }
+    }
+    runs
+}
+
+/// The rule's rollup view over the session's window, in the rollup schema (the view's
+/// columns are in its order).
+async fn compute(ctx: &datafusion::prelude::SessionContext, rule: &Rule) -> Result<RecordBatch> {
+    let context = || Error::query(format!("compute rollups of {}", rule.name));
+    let batches = ctx
+        .sql(&format!("SELECT * FROM {}", rule.rollup_view))
+        .await
+        .map_err(context())?
+        .collect()
+        .await
+        .map_err(context())?;
+    cast_batches(&rollup_schema(), &batches).map_err(|e| context()(e.into()))
+}
+
+fn rows_of_hour(batch: &RecordBatch, hour_start: i64) -> Result<RecordBatch> {
+    let hours = batch.column(0).as_primitive::<Int64Type>();
+    let mask = eq(hours, &Int64Array::new_scalar(hour_start))
+        .and_then(|mask| filter_record_batch(batch, &mask))
+        .map_err(|e| Error::query("split rollups by hour")(e.into()))?;
+    Ok(mask)
+}
+
+/// The stored rollup of `rule` for `hour`, if there is one computed from `source`.
+async fn read_rollup(
+    store: &Store,
+    rule: &Rule,
+    hour: DateTime<Utc>,
+    source: &str,
+) -> Result<Option<RecordBatch>> {
+    let name = rollup_file(rule, hour);
+    let place = store.place();
+    let Some(bytes) = place.read(&name).await? else {
+        return Ok(None);
+    };
+    let path = place.display(&place.path(&name));
+    let fail = |e: &dyn std::fmt::Display| Error::StoreFile {
+        path: path.clone(),
+        reason: format!("unreadable rollup (delete it to rebuild): {e}"),
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fail(&e))?;
+    let current = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == SOURCE_KEY))
+        .and_then(|kv| kv.value.as_deref())
+        == Some(source);
+    if !current {
+        return Ok(None);
+    }
+    let batches = builder
+        .build()
+        .map_err(|e| fail(&e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| fail(&e))?;
+    let schema = rollup_schema();
+    let batch =
+        datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|e| fail(&e))?;
+    Ok(Some(batch))
+}
+
+async fn write_rollup(
+    store: &Store,
+    rule: &Rule,
+    hour: DateTime<Utc>,
+    source: &str,
+    batch: &RecordBatch,
+) -> Result<()> {
+    let properties = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            SOURCE_KEY.to_string(),
+            source.to_string(),
+        )]))
+        .build();
+    store
+        .place()
+        .write(&rollup_file(rule, hour), |file| {
+            let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
+                .map_err(std::io::Error::other)?;
+            writer.write(batch).map_err(std::io::Error::other)?;
+            writer.close().map_err(std::io::Error::other)?;
+            Ok(())
+        })
+        .await
+}
+
+/// Merges hourly rollups (in hour order) into the rule's lookup, keys in order.
+fn merge<'a>(rule: Rule, hours: impl Iterator<Item = &'a RecordBatch>) -> Result<Baseline> {
+    let mut keys: HashMap<String, KeyRollup> = HashMap::new();
+    for batch in hours {
+        let key = batch.column(1).as_string::<i32>();
+        let int = |i: usize| batch.column(i).as_primitive::<Int64Type>();
+        let float = |i: usize| batch.column(i).as_primitive::<Float64Type>();
+        let (rows, last_seen) = (int(2), int(3));
+        let moments = |n: usize, row: usize| Moments {
+            count: int(n).value(row).max(0) as u64,
+            mean: float(n + 1).value(row),
+            m2: float(n + 2).value(row),
+        };
+        for row in 0..batch.num_rows() {
+            if key.is_null(row) {
+                continue;
+            }
+            let entry = keys.entry(key.value(row).to_string()).or_default();
+            entry.rows += rows.value(row);
+            if last_seen.is_valid(row) {
+                entry.last_seen = entry.last_seen.max(Some(last_seen.value(row)));
+            }
+            entry.a.merge(&moments(4, row));
+            entry.b.merge(&moments(7, row));
+        }
+    }
+    let mut sorted: Vec<(String, KeyRollup)> = keys.into_iter().collect();
+    sorted.sort_by(|x, y| x.0.cmp(&y.0));
+    let stat = |f: &dyn Fn(&KeyRollup) -> Option<f64>| -> ArrayRef {
+        Arc::new(sorted.iter().map(|(_, r)| f(r)).collect::<Float64Array>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(sorted.iter().map(|(k, _)| k))),
+        stat(&|r| r.a.mean()),
+        stat(&|r| r.b.mean()),
+        stat(&|r| r.a.sample_stdev()),
+        stat(&|r| r.b.sample_stdev()),
+        Arc::new(Int64Array::from_iter_values(
+            sorted.iter().map(|(_, r)| r.rows),
+        )),
+        Arc::new(
+            sorted
+                .iter()
+                .map(|(_, r)| r.last_seen)
+                .collect::<Int64Array>(),
+        ),
+    ];
+    let batch = RecordBatch::try_new(lookup_schema(&rule), columns)
+        .map_err(|e| Error::query(format!("merge rollups of {}", rule.name))(e.into()))?;
+    Ok(Baseline { rule, batch })
+}
+
+/// Whether the hour starting at `hour` has ended by `now`: only then is its rollup stored.
+fn is_closed(hour: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    hour.timestamp() + HOUR_SECONDS <= now.timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moments(values: &[f64]) -> Moments {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        Moments {
+            count: values.len() as u64,
+            mean,
+            m2: values.iter().map(|x| (x - mean).powi(2)).sum(),
+        }
+    }
+
+    #[test]
+    fn chan_merge_equals_the_moments_of_all_values() {
+        let all = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0, 1e6 + 3.0];
+        for split in 0..=all.len() {
+            let mut merged = moments(&all[..split]);
+            if split == 0 {
+                merged = Moments::default();
+            }
+            let rest = if split == all.len() {
+                Moments::default()
+            } else {
+                moments(&all[split..])
+            };
+            merged.merge(&rest);
+            let expected = moments(&all);
+            assert_eq!(merged.count, expected.count);
+            assert!((merged.mean - expected.mean).abs() <= 1e-12 * expected.mean.abs());
+            assert!((merged.m2 - expected.m2).abs() <= 1e-12 * expected.m2.abs());
+        }
+        assert_eq!(Moments::default().mean(), None);
+        assert_eq!(moments(&[3.0]).sample_stdev(), None);
+        assert_eq!(moments(&[3.0, 5.0]).sample_stdev(), Some(2f64.sqrt()));
+    }
+}
