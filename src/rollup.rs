@@ -18,6 +18,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::KeyValue;
 use datafusion::parquet::file::properties::WriterProperties;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::baseline::{Baseline, cast_batches, lookup_schema};
 use crate::error::{Error, Result};
@@ -31,6 +32,8 @@ pub const ROLLUP_DIR: &str = "_rollups";
 /// The footer key of a rollup file: the hour's files it was computed from.
 const SOURCE_KEY: &str = "iodrift.rollup.source";
 const HOUR_SECONDS: i64 = 3600;
+/// How many rollup files are read at once.
+const CONCURRENT_READS: usize = 16;
 
 /// Count, mean and M2 (sum of squared deviations) of one measure's values.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -157,20 +160,29 @@ pub async fn baselines(
     let mut hours: BTreeMap<DateTime<Utc>, Vec<RecordBatch>> = BTreeMap::new();
     let mut stale = Vec::new();
     let mut summary = Summary::default();
-    for partition in &scan.partitions {
-        let source = source(partition);
-        let mut found = Vec::new();
-        for rule in rules {
-            match read_rollup(store, rule, partition.hour, &source).await? {
-                Some(batch) => found.push(batch),
-                None => break,
+    // One request per hour and rule; on S3 their latency, not their size, is the cost.
+    let stored: Vec<Option<Vec<RecordBatch>>> = futures::stream::iter(&scan.partitions)
+        .map(|partition| async move {
+            let source = source(partition);
+            let mut found = Vec::new();
+            for rule in rules {
+                match read_rollup(store, rule, partition.hour, &source).await? {
+                    Some(batch) => found.push(batch),
+                    None => return Ok::<_, Error>(None),
+                }
             }
-        }
-        if found.len() == rules.len() {
-            summary.reused += 1;
-            hours.insert(partition.hour, found);
-        } else {
-            stale.push(partition);
+            Ok(Some(found))
+        })
+        .buffered(CONCURRENT_READS)
+        .try_collect()
+        .await?;
+    for (partition, found) in scan.partitions.iter().zip(stored) {
+        match found {
+            Some(found) => {
+                summary.reused += 1;
+                hours.insert(partition.hour, found);
+            }
+            None => stale.push(partition),
         }
     }
     summary.rebuilt = stale.len();
