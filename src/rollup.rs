@@ -31,7 +31,6 @@ use crate::time::Window;
 pub const ROLLUP_DIR: &str = "_rollups";
 /// The footer key of a rollup file: the hour's files it was computed from.
 const SOURCE_KEY: &str = "iodrift.rollup.source";
-const HOUR_SECONDS: i64 = 3600;
 /// How many rollup files are read at once.
 const CONCURRENT_READS: usize = 16;
 
@@ -202,12 +201,12 @@ pub async fn baselines(
         }
         for partition in run {
             let hour_start = partition.hour.timestamp();
+            let source = source(partition);
             let mut found = Vec::new();
             for (rule, batch) in rules.iter().zip(&per_rule) {
                 let hour = rows_of_hour(batch, hour_start)?;
                 if is_closed(partition.hour, now)
-                    && let Err(e) =
-                        write_rollup(store, rule, partition.hour, &source(partition), &hour).await
+                    && let Err(e) = write_rollup(store, rule, partition.hour, &source, &hour).await
                 {
                     // A store the user may only read still gets its baseline, just not faster
                     // next time.
@@ -380,7 +379,7 @@ fn merge<'a>(rule: Rule, hours: impl Iterator<Item = &'a RecordBatch>) -> Result
 
 /// Whether the hour starting at `hour` has ended by `now`: only then is its rollup stored.
 fn is_closed(hour: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    hour.timestamp() + HOUR_SECONDS <= now.timestamp()
+    hour + chrono::Duration::hours(1) <= now
 }
 
 #[cfg(test)]
