@@ -14,6 +14,9 @@ use datafusion::parquet::arrow::ArrowWriter;
 use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::rules::Rule;
+use crate::session::SessionBuilder;
+use crate::store::Store;
+use crate::time::Window;
 use iodrift_udfs::format_number;
 
 /// One rule's baseline: a row per key, with ESCU's lookup columns.
@@ -244,6 +247,43 @@ fn parse_integer(cell: &str) -> std::result::Result<Option<i64>, String> {
         Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 => Ok(Some(v as i64)),
         _ => Err(format!("{cell:?} is not an integer")),
     }
+}
+
+/// How [`compute_over`] got its statistics.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    /// Every raw row of the window (`--full`, or a window that is not whole hours).
+    RawRows,
+    /// The hours' rollups, stored ones merged and missing ones computed.
+    Rollups(crate::rollup::Summary),
+}
+
+/// The baselines of `rules` over `window`: merged from the hours' rollups, or with `full` (or
+/// a window that is not whole hours) recomputed from every raw row.
+pub async fn compute_over(
+    store: Store,
+    window: Window,
+    rules: &[Rule],
+    full: bool,
+    memory_limit: Option<usize>,
+) -> Result<(Vec<Baseline>, Source)> {
+    if !full && window.is_whole_hours() {
+        let (baselines, summary) =
+            crate::rollup::baselines(&store, &window, rules, memory_limit, chrono::Utc::now())
+                .await?;
+        return Ok((baselines, Source::Rollups(summary)));
+    }
+    let session = SessionBuilder::new(store)
+        .window(window)
+        .memory_limit(memory_limit)
+        .build()
+        .await?;
+    session.warn_about_empty_hours();
+    let mut baselines = Vec::new();
+    for rule in rules {
+        baselines.push(Baseline::compute(&session, *rule).await?);
+    }
+    Ok((baselines, Source::RawRows))
 }
 
 impl Baseline {

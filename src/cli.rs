@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::output::Format;
 use crate::rules::RuleChoice;
@@ -48,6 +48,11 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Merge the files of each closed hour into one sorted file.
     Compact(CompactArgs),
+    /// Run the baseline and detection jobs of a config file as a service, at their cron times.
+    Schedule(ScheduleArgs),
+    /// Run the config's due jobs once, each due window once and in order, then exit (for cron).
+    /// Exits 75 when another runner holds the store.
+    RunDue(RunDueArgs),
 }
 
 /// The window flags shared by the commands that read one.
@@ -67,7 +72,7 @@ pub struct EngineArgs {
     pub memory_limit: Option<usize>,
 }
 
-fn parse_memory_limit(text: &str) -> Result<usize, String> {
+pub fn parse_memory_limit(text: &str) -> Result<usize, String> {
     let bytes = parse_size::Config::new()
         .with_binary()
         .parse_size(text)
@@ -274,4 +279,30 @@ pub struct CompactArgs {
     /// Compact hours that ended at or before this time (default: the start of the current hour).
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub before: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// The schedule's config: store, baselines, findings, rules and the jobs' cron and windows.
+    #[arg(long, value_name = "FILE", default_value = "iodrift.toml")]
+    pub config: PathBuf,
+    /// How the log lines on standard error look.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RunDueArgs {
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+    /// The time the jobs are due by: RFC 3339 or relative to the clock (default: the clock).
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub now: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    /// One JSON object per line, with every field of the event.
+    Json,
 }

@@ -47,6 +47,18 @@ pub enum Error {
     Input { path: String, reason: String },
     #[error("{count} records rejected; reasons in {file}")]
     Rejected { count: u64, file: String },
+    #[error("config {path}: {reason}")]
+    Config { path: String, reason: String },
+    #[error("store {store} is held by {owner} until {until} (another iodrift schedule or run-due)")]
+    LeaseHeld {
+        store: String,
+        owner: String,
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    #[error(
+        "lease lost by {owner}: another runner claimed the store after this one's claim expired"
+    )]
+    LeaseLost { owner: String },
     #[error("{0}")]
     Usage(String),
 }

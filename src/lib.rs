@@ -14,6 +14,7 @@ pub mod output;
 pub mod repl;
 pub mod rollup;
 pub mod rules;
+pub mod schedule;
 pub mod session;
 pub mod store;
 pub mod store_writer;

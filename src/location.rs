@@ -12,7 +12,8 @@ use datafusion::object_store::aws::AmazonS3Builder;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{
-    BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
 };
 use futures::TryStreamExt;
 
@@ -242,6 +243,25 @@ impl Location {
             .await
             .map_err(|e| self.error(&path, "write", e))?;
         Ok(())
+    }
+
+    /// Creates the object at `relative` from `bytes` unless it exists: `false` when it did.
+    /// Of two runners creating the same object, exactly one gets `true`.
+    pub async fn create(&self, relative: &str, bytes: Vec<u8>) -> Result<bool> {
+        let path = self.path(relative);
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .objects
+            .put_opts(&path, PutPayload::from(bytes), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(datafusion::object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.error(&path, "create", e)),
+        }
     }
 
     /// Deletes the object at `path`; one that is already gone is no error.

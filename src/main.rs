@@ -3,14 +3,14 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use clap::{Parser, ValueEnum};
 use datafusion::arrow::array::RecordBatch;
 
 use iodrift::Baseline;
 use iodrift::cli::{
     BaselineArgs, Cli, Command, CompactArgs, DemoArgs, DetectArgs, EvalArgs, GenerateArgs,
-    IngestArgs, SqlArgs,
+    IngestArgs, LogFormat, RunDueArgs, SqlArgs,
 };
 use iodrift::error::{Error, Result};
 use iodrift::generate::{self, Spec};
@@ -19,7 +19,8 @@ use iodrift::location::{Location, S3Options};
 use iodrift::output::{Format, Stdout, write_batches};
 use iodrift::repl::Repl;
 use iodrift::rules::RuleChoice;
-use iodrift::session::{Session, SessionBuilder};
+use iodrift::schedule::{Config, Lease, lease};
+use iodrift::session::SessionBuilder;
 use iodrift::store::Store;
 use iodrift::time::{Window, resolve, resolve_now, rfc3339};
 
@@ -30,15 +31,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IODRIFT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .init();
+    init_logs(&cli.command);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,8 +40,33 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("iodrift: error: {error}");
-            ExitCode::FAILURE
+            match error {
+                // EX_TEMPFAIL: cron's next run will find the store free.
+                Error::LeaseHeld { .. } => ExitCode::from(75),
+                _ => ExitCode::FAILURE,
+            }
         }
+    }
+}
+
+/// Warnings only for interactive commands; the schedule logs every run, with times, as text
+/// or JSON lines. `IODRIFT_LOG` (e.g. `debug`, `iodrift=info`) overrides the level.
+fn init_logs(command: &Command) {
+    let (level, format) = match command {
+        Command::Schedule(args) => ("info", Some(args.log_format)),
+        Command::RunDue(args) => ("info", Some(args.schedule.log_format)),
+        _ => ("warn", None),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IODRIFT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        None => logs.without_time().init(),
+        Some(LogFormat::Text) => logs.init(),
+        Some(LogFormat::Json) => logs.json().init(),
     }
 }
 
@@ -65,6 +83,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval(args, &s3).await,
         Command::Ingest(args) => ingest(args, &s3).await,
         Command::Compact(args) => compact(args, &s3).await,
+        Command::Schedule(args) => {
+            let config = Config::load(&args.config, &s3)?;
+            iodrift::schedule::serve(&config).await
+        }
+        Command::RunDue(args) => run_due(args, &s3).await,
     }
 }
 
@@ -76,34 +99,20 @@ async fn baseline(args: BaselineArgs, s3: &S3Options) -> Result<()> {
     let window = window(&args.earliest, &args.latest, args.now.now.as_deref())?;
     let out = Location::parse(&args.out, s3)?;
     let store = Store::open(Location::parse(&args.store, s3)?)?;
-    let rules = args.rule.rules();
-    let baselines = if args.full || !window.is_whole_hours() {
-        let session = SessionBuilder::new(store)
-            .window(window)
-            .memory_limit(args.engine.memory_limit)
-            .build()
-            .await?;
-        warn_about_empty_hours(&session);
-        let mut baselines = Vec::new();
-        for rule in rules {
-            baselines.push(Baseline::compute(&session, rule).await?);
-        }
-        baselines
-    } else {
-        let (baselines, summary) = iodrift::rollup::baselines(
-            &store,
-            &window,
-            &rules,
-            args.engine.memory_limit,
-            Utc::now(),
-        )
-        .await?;
+    let (baselines, source) = iodrift::baseline::compute_over(
+        store,
+        window,
+        &args.rule.rules(),
+        args.full,
+        args.engine.memory_limit,
+    )
+    .await?;
+    if let iodrift::baseline::Source::Rollups(summary) = source {
         eprintln!(
             "hourly rollups: {} hours merged from stored rollups, {} read from raw rows",
             summary.reused, summary.rebuilt
         );
-        baselines
-    };
+    }
     for baseline in baselines {
         for path in baseline.write(&out).await? {
             println!(
@@ -130,7 +139,7 @@ async fn detect(args: DetectArgs, s3: &S3Options) -> Result<Vec<RecordBatch>> {
         .memory_limit(args.engine.memory_limit)
         .build()
         .await?;
-    warn_about_empty_hours(&session);
+    session.warn_about_empty_hours();
     let findings = iodrift::finding::query(&session, &rules, args.filter.as_deref())
         .await?
         .collect()
@@ -170,7 +179,7 @@ async fn sql(args: SqlArgs, s3: &S3Options) -> Result<()> {
         builder = builder.baselines(Location::parse(dir, s3)?, &[]);
     }
     let session = builder.build().await?;
-    warn_about_empty_hours(&session);
+    session.warn_about_empty_hours();
     let mut repl = Repl::new(session, args.format);
     for command in &args.commands {
         repl.run(command).await?;
@@ -288,6 +297,42 @@ async fn compact(args: CompactArgs, s3: &S3Options) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// One pass of the schedule under its own lease: prints a line per completed run.
+async fn run_due(args: RunDueArgs, s3: &S3Options) -> Result<()> {
+    let config = Config::load(&args.schedule.config, s3)?;
+    let now = resolve_now(args.now.as_deref())?;
+    let lease = Lease::acquire(&config.store, &lease::owner(), config.lease).await?;
+    let pass = iodrift::schedule::run_due(&config, now, &lease).await;
+    lease.release().await?;
+    let pass = pass?;
+    for run in &pass.runs {
+        let outputs: Vec<String> = run
+            .outputs
+            .iter()
+            .map(|o| format!("{} {} -> {}", o.rule, o.rows, o.object))
+            .collect();
+        println!(
+            "{} {} [{}, {}) {:.2} s: {}",
+            run.job,
+            rfc3339(run.time),
+            rfc3339(run.window.earliest),
+            rfc3339(run.window.latest),
+            run.seconds,
+            outputs.join(", ")
+        );
+    }
+    if pass.runs.is_empty() && pass.failed.is_empty() {
+        println!("nothing due by {}", rfc3339(now));
+    }
+    match pass.failed.into_iter().next() {
+        None => Ok(()),
+        Some((job, time, error)) => Err(Error::Usage(format!(
+            "{job} run at {}: {error}; it runs again on the next pass",
+            rfc3339(time)
+        ))),
+    }
 }
 
 /// The main job on an embedded default: a small cluster, both baselines, both detections.
@@ -486,35 +531,4 @@ fn scores_batch(scores: &[iodrift::eval::Score]) -> Result<RecordBatch> {
         ("recall", share(|s| s.recall)),
     ])
     .map_err(|e| Error::query("eval scores")(e.into()))
-}
-
-fn warn_about_empty_hours(session: &Session) {
-    let empty = &session.scan.empty_hours;
-    if empty.is_empty() {
-        return;
-    }
-    let total = session.scan.hours.len();
-    let mut ranges: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
-    for hour in empty {
-        match ranges.last_mut() {
-            Some((_, end)) if *end == *hour => *end = *hour + chrono::Duration::hours(1),
-            _ => ranges.push((*hour, *hour + chrono::Duration::hours(1))),
-        }
-    }
-    let shown: Vec<String> = ranges
-        .iter()
-        .take(5)
-        .map(|(a, b)| format!("[{}, {})", rfc3339(*a), rfc3339(*b)))
-        .collect();
-    let more = if ranges.len() > 5 {
-        format!(" and {} more ranges", ranges.len() - 5)
-    } else {
-        String::new()
-    };
-    tracing::warn!(
-        "no data in {} of {total} hours of the window in store {}: {}{more}",
-        empty.len(),
-        session.store.location(),
-        shown.join(", ")
-    );
 }

@@ -80,7 +80,7 @@ struct KeyRollup {
 }
 
 /// What an incremental baseline read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
     /// Hours whose stored rollups were current.
     pub reused: usize,

@@ -21,7 +21,8 @@ use crate::location::Location;
 use crate::rules::{RULES, Rule, SQL};
 use crate::store::{Scan, Store};
 use crate::table;
-use crate::time::Window;
+use crate::time::{Window, rfc3339};
+use chrono::{DateTime, Utc};
 
 /// Configures and builds a [`Session`].
 #[derive(Debug)]
@@ -154,6 +155,40 @@ impl SessionBuilder {
             window: self.window,
             scan,
         })
+    }
+}
+
+impl Session {
+    /// Warns (once, on standard error) about hours of the window that hold no files.
+    pub fn warn_about_empty_hours(&self) {
+        let empty = &self.scan.empty_hours;
+        if empty.is_empty() {
+            return;
+        }
+        let total = self.scan.hours.len();
+        let mut ranges: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+        for hour in empty {
+            match ranges.last_mut() {
+                Some((_, end)) if *end == *hour => *end = *hour + chrono::Duration::hours(1),
+                _ => ranges.push((*hour, *hour + chrono::Duration::hours(1))),
+            }
+        }
+        let shown: Vec<String> = ranges
+            .iter()
+            .take(5)
+            .map(|(a, b)| format!("[{}, {})", rfc3339(*a), rfc3339(*b)))
+            .collect();
+        let more = if ranges.len() > 5 {
+            format!(" and {} more ranges", ranges.len() - 5)
+        } else {
+            String::new()
+        };
+        tracing::warn!(
+            "no data in {} of {total} hours of the window in store {}: {}{more}",
+            empty.len(),
+            self.store.location(),
+            shown.join(", ")
+        );
     }
 }
 

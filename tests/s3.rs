@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::s3::{CREDENTIALS, S3Server};
-use common::{DAY_END, GENERATE, NOW, START, iodrift, stdout_of};
+use common::{DAY_END, DAY_TWO_JOBS, GENERATE, NOW, START, iodrift, schedule_config, stdout_of};
 use predicates::str::contains;
 
 /// `iodrift` with the server's endpoint and the test credentials.
@@ -296,4 +296,81 @@ fn a_server_that_goes_away_is_a_clear_error_and_leaves_no_object() {
         .failure()
         .stderr(contains("s3://lake/missing-store"));
     assert_eq!(server.get("lake", "findings.ndjson"), None);
+}
+
+#[test]
+fn the_schedule_runs_on_s3_once_per_window_under_a_lease() {
+    let server = S3Server::start();
+    server.create_bucket("lake");
+    iodrift_s3(&server)
+        .args(GENERATE)
+        .args(["--seed", "5", "--out", "s3://lake/store"])
+        .assert()
+        .success();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("iodrift.toml");
+    std::fs::write(
+        &config,
+        schedule_config(
+            "s3://lake/store",
+            "s3://lake/baselines",
+            "s3://lake/findings",
+            DAY_TWO_JOBS,
+        ),
+    )
+    .unwrap();
+    let run_due = || {
+        let mut command = iodrift_s3(&server);
+        command
+            .args(["run-due", "--now", "2026-03-02T02:05:00Z", "--config"])
+            .arg(&config);
+        command
+    };
+    let first = stdout_of(&mut run_due());
+    let runs: Vec<_> = first
+        .lines()
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            "baseline 2026-03-02T01:00:00Z",
+            "detect 2026-03-02T01:00:00Z",
+            "detect 2026-03-02T02:00:00Z"
+        ]
+    );
+    let findings = server.keys("lake", "findings/");
+    assert_eq!(findings.len(), 4, "{findings:?}");
+    let expected = stdout_of(
+        iodrift_s3(&server)
+            .args(detect_args("s3://lake/store", "s3://lake/baselines"))
+            .args(["--rule", "network-io-ratio"]),
+    );
+    assert_eq!(
+        server
+            .get(
+                "lake",
+                "findings/network-io-ratio/dt=2026-03-02/20260302T005000Z_20260302T015000Z.ndjson"
+            )
+            .map(String::from_utf8),
+        Some(Ok(expected))
+    );
+    assert!(
+        server
+            .get("lake", "store/_schedule/jobs/detect.json")
+            .is_some()
+    );
+    assert_eq!(server.keys("lake", "store/_schedule/lease/").len(), 1);
+    assert!(stdout_of(&mut run_due()).contains("nothing due"));
+
+    // Another runner's live claim keeps this one out.
+    server.put(
+        "lake",
+        "store/_schedule/lease/00000000000000000099.json",
+        br#"{"owner": "other-host/1/0", "expires_at": "2099-01-01T00:00:00Z", "released": false}"#,
+    );
+    run_due()
+        .assert()
+        .code(75)
+        .stderr(contains("held by other-host/1/0"));
 }

@@ -51,6 +51,24 @@ pub const GENERATE: [&str; 9] = [
     START,
 ];
 
+/// The top of an `iodrift.toml`: where the schedule reads and writes.
+pub fn schedule_config(store: &str, baselines: &str, findings: &str, jobs: &str) -> String {
+    format!("store = {store:?}\nbaselines = {baselines:?}\nfindings = {findings:?}\n{jobs}")
+}
+
+/// Jobs over [`generate`]'s store: day one's baseline at 01:00 on day two, and the hourly
+/// detections from 01:00 on day two.
+pub const DAY_TWO_JOBS: &str = r#"
+[baseline]
+cron = "0 1 * * *"
+earliest = "-1d@d"
+latest = "@d"
+start = "2026-03-02T01:00:00Z"
+
+[detect]
+start = "2026-03-02T01:00:00Z"
+"#;
+
 pub fn generate(seed: u64) -> Generated {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");

@@ -1,0 +1,413 @@
+//! `iodrift.toml`: where the schedule reads and writes, which rules run, and each job's cron
+//! expression and window. Every job and key has ESCU's default; errors name the file and key.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::ValueEnum;
+use croner::Cron;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::location::{Location, S3Options};
+use crate::output::Format;
+use crate::rules::{Rule, RuleChoice};
+use crate::time::{Window, resolve};
+
+/// The file as written; [`Config::load`] checks it and resolves its paths.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    store: String,
+    baselines: String,
+    findings: String,
+    #[serde(default)]
+    rules: Option<Vec<String>>,
+    memory_limit: Option<String>,
+    s3_endpoint: Option<String>,
+    lease: Option<String>,
+    #[serde(default)]
+    baseline: JobTable,
+    #[serde(default)]
+    detect: JobTable,
+}
+
+/// `[baseline]` or `[detect]`: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobTable {
+    enabled: Option<bool>,
+    cron: Option<String>,
+    earliest: Option<String>,
+    latest: Option<String>,
+    start: Option<String>,
+    /// `[baseline]` only.
+    full: Option<bool>,
+    /// `[detect]` only.
+    filter: Option<String>,
+    /// `[detect]` only.
+    format: Option<String>,
+}
+
+/// What a job does at each of its times.
+#[derive(Debug, Clone)]
+pub enum Task {
+    /// Writes the lookups of the rules over the window to `baselines`.
+    Baseline { full: bool },
+    /// Writes each rule's findings over the window to one object under `findings`.
+    Detect {
+        filter: Option<String>,
+        format: Format,
+    },
+}
+
+/// One scheduled job: a cron expression (UTC) and a window relative to each of its times.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: &'static str,
+    pub task: Task,
+    pub cron: Cron,
+    pub earliest: String,
+    pub latest: String,
+    /// The first time to run when the store holds no state for the job; without it a new job
+    /// starts at its latest due time.
+    pub start: Option<DateTime<Utc>>,
+}
+
+/// A checked `iodrift.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub store: Location,
+    pub baselines: Location,
+    pub findings: Location,
+    pub rules: Vec<Rule>,
+    pub memory_limit: Option<usize>,
+    /// How long a runner's claim on the store lasts without renewal.
+    pub lease: Duration,
+    /// Enabled jobs, baselines first: at equal times a detection reads the fresh baseline.
+    pub jobs: Vec<Job>,
+}
+
+/// ESCU's schedules: baselines Sundays at 02:00 over the 30 days before yesterday's end,
+/// detections hourly over the hour that ended ten minutes ago.
+const BASELINE_DEFAULTS: (&str, &str, &str) = ("0 2 * * 0", "-30d@d", "-1d@d");
+const DETECT_DEFAULTS: (&str, &str, &str) = ("0 * * * *", "-70m@m", "-10m@m");
+const DEFAULT_LEASE: Duration = Duration::from_secs(600);
+
+impl Config {
+    /// Reads and checks `path`. Relative store, baselines and findings paths are taken from the
+    /// file's directory. `s3` applies unless the file names its own `s3_endpoint`.
+    pub fn load(path: &Path, s3: &S3Options) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+        let fail = |reason: String| Error::Config {
+            path: path.display().to_string(),
+            reason,
+        };
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| {
+            let at = e.span().map(|span| {
+                let before = &text[..span.start];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line} column {column}: ")
+            });
+            fail(format!("{}{}", at.unwrap_or_default(), e.message().trim()))
+        })?;
+        let s3 = match &file.s3_endpoint {
+            Some(endpoint) => S3Options {
+                endpoint: Some(endpoint.clone()),
+            },
+            None => s3.clone(),
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let place = |key: &str, text: &str| -> Result<Location> {
+            let text = if text.contains("://") || Path::new(text).is_absolute() {
+                text.to_string()
+            } else {
+                dir.join(text).display().to_string()
+            };
+            Location::parse(&text, &s3).map_err(|e| fail(format!("{key}: {e}")))
+        };
+        let rules = match &file.rules {
+            None => RuleChoice::All.rules(),
+            Some(names) if names.is_empty() => return Err(fail("rules: names no rule".into())),
+            Some(names) => {
+                let mut rules: Vec<Rule> = Vec::new();
+                for name in names {
+                    let choice = RuleChoice::from_str(name, false).map_err(|_| {
+                        fail(format!(
+                            "rules: unknown rule {name:?}: network-io, network-io-ratio or all"
+                        ))
+                    })?;
+                    for rule in choice.rules() {
+                        if !rules.contains(&rule) {
+                            rules.push(rule);
+                        }
+                    }
+                }
+                rules
+            }
+        };
+        let memory_limit = file
+            .memory_limit
+            .as_deref()
+            .map(|text| {
+                crate::cli::parse_memory_limit(text).map_err(|e| fail(format!("memory_limit: {e}")))
+            })
+            .transpose()?;
+        let lease = match &file.lease {
+            None => DEFAULT_LEASE,
+            Some(text) => humantime::parse_duration(text)
+                .map_err(|e| fail(format!("lease: {e}: expected a duration such as 10m")))?,
+        };
+        if lease < Duration::from_secs(1) {
+            return Err(fail("lease: must be at least 1s".into()));
+        }
+        let mut jobs = Vec::new();
+        for (name, table, defaults) in [
+            ("baseline", &file.baseline, BASELINE_DEFAULTS),
+            ("detect", &file.detect, DETECT_DEFAULTS),
+        ] {
+            if table.enabled == Some(false) {
+                continue;
+            }
+            let job = Job::from_table(name, table, defaults).map_err(&fail)?;
+            jobs.push(job);
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            store: place("store", &file.store)?,
+            baselines: place("baselines", &file.baselines)?,
+            findings: place("findings", &file.findings)?,
+            rules,
+            memory_limit,
+            lease,
+            jobs,
+        })
+    }
+}
+
+impl Job {
+    fn from_table(
+        name: &'static str,
+        table: &JobTable,
+        (cron, earliest, latest): (&str, &str, &str),
+    ) -> std::result::Result<Job, String> {
+        let key = |k: &str| format!("{name}.{k}");
+        let task = match name {
+            "baseline" => {
+                if table.filter.is_some() || table.format.is_some() {
+                    return Err(format!(
+                        "{}: filter and format belong to [detect]",
+                        key("filter")
+                    ));
+                }
+                Task::Baseline {
+                    full: table.full.unwrap_or(false),
+                }
+            }
+            _ => {
+                if table.full.is_some() {
+                    return Err(format!("{}: full belongs to [baseline]", key("full")));
+                }
+                let format = match &table.format {
+                    None => Format::Ndjson,
+                    Some(text) => {
+                        Format::parse(text).map_err(|e| format!("{}: {e}", key("format")))?
+                    }
+                };
+                Task::Detect {
+                    filter: table.filter.clone(),
+                    format,
+                }
+            }
+        };
+        let pattern = table.cron.as_deref().unwrap_or(cron);
+        let cron = Cron::from_str(pattern)
+            .map_err(|e| format!("{}: bad cron expression {pattern:?}: {e}", key("cron")))?;
+        let job = Job {
+            name,
+            task,
+            cron,
+            earliest: table.earliest.clone().unwrap_or(earliest.into()),
+            latest: table.latest.clone().unwrap_or(latest.into()),
+            start: table
+                .start
+                .as_deref()
+                .map(|t| resolve(t, Utc::now(), "start"))
+                .transpose()
+                .map_err(|e| format!("{}: {e}", key("start")))?,
+        };
+        job.window(Utc::now())
+            .map_err(|e| format!("{}/{}: {e}", key("earliest"), key("latest")))?;
+        Ok(job)
+    }
+
+    /// The window of the run at `time`: the job's earliest and latest, taken from `time`.
+    pub fn window(&self, time: DateTime<Utc>) -> Result<Window> {
+        Window::parse(&self.earliest, &self.latest, time)
+    }
+
+    /// The job's times after `last` (its last completed run) up to `now`, in order. A job that
+    /// never ran starts at `start`, or else at its latest time up to `now`.
+    pub fn due(&self, last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let first = match (last, self.start) {
+            (Some(last), _) => self.cron.find_next_occurrence(&last, false).ok(),
+            (None, Some(start)) => self.cron.find_next_occurrence(&start, true).ok(),
+            (None, None) => self.cron.find_previous_occurrence(&now, true).ok(),
+        };
+        let Some(first) = first.filter(|t| *t <= now) else {
+            return Vec::new();
+        };
+        std::iter::once(first)
+            .chain(self.cron.iter_after(first).take_while(|t| *t <= now))
+            .collect()
+    }
+
+    /// The job's first time after `now`.
+    pub fn next(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_next_occurrence(&now, false).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("iodrift.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn defaults_are_escus_schedules() {
+        let (dir, path) = write("store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n");
+        let config = Config::load(&path, &S3Options::default()).unwrap();
+        assert_eq!(config.store.local(), Some(dir.path().join("s").as_path()));
+        assert_eq!(config.rules.len(), 2);
+        assert_eq!(config.lease, DEFAULT_LEASE);
+        let [baseline, detect] = &config.jobs[..] else {
+            panic!("two jobs")
+        };
+        assert_eq!(baseline.name, "baseline");
+        // 2026-03-08 is a Sunday.
+        let window = baseline.window(at("2026-03-08T02:00:00Z")).unwrap();
+        assert_eq!(
+            (window.earliest, window.latest),
+            (at("2026-02-06T00:00:00Z"), at("2026-03-07T00:00:00Z"))
+        );
+        assert_eq!(
+            baseline.due(None, at("2026-03-11T12:00:00Z")),
+            vec![at("2026-03-08T02:00:00Z")]
+        );
+        let window = detect.window(at("2026-03-08T02:00:00Z")).unwrap();
+        assert_eq!(
+            (window.earliest, window.latest),
+            (at("2026-03-08T00:50:00Z"), at("2026-03-08T01:50:00Z"))
+        );
+    }
+
+    #[test]
+    fn due_times_follow_the_last_run_in_order() {
+        let (_dir, path) = write(
+            "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n[detect]\nstart = \"2026-03-02T03:00:00Z\"\n",
+        );
+        let config = Config::load(&path, &S3Options::default()).unwrap();
+        let detect = &config.jobs[1];
+        let now = at("2026-03-02T05:30:00Z");
+        assert_eq!(
+            detect.due(None, now),
+            ["03", "04", "05"].map(|h| at(&format!("2026-03-02T{h}:00:00Z")))
+        );
+        assert_eq!(
+            detect.due(Some(at("2026-03-02T04:00:00Z")), now),
+            vec![at("2026-03-02T05:00:00Z")]
+        );
+        assert!(detect.due(Some(at("2026-03-02T05:00:00Z")), now).is_empty());
+        assert_eq!(detect.next(now), Some(at("2026-03-02T06:00:00Z")));
+    }
+
+    #[test]
+    fn seconds_patterns_catch_up_every_time() {
+        let (_dir, path) = write(
+            "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n[detect]\ncron = \"*/2 * * * * *\"\n",
+        );
+        let config = Config::load(&path, &S3Options::default()).unwrap();
+        let detect = &config.jobs[1];
+        let last = at("2026-03-02T01:01:28Z");
+        let now = at("2026-03-02T01:01:33.700Z");
+        assert_eq!(
+            detect.due(Some(last), now),
+            ["30", "32"].map(|s| at(&format!("2026-03-02T01:01:{s}Z")))
+        );
+    }
+
+    #[test]
+    fn the_readme_example_is_a_valid_config() {
+        let readme = include_str!("../../README.md");
+        let example = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("README has a toml block");
+        let (_dir, path) = write(example);
+        let s3 = S3Options {
+            endpoint: Some("http://127.0.0.1:9".into()),
+        };
+        let config = Config::load(&path, &s3).unwrap();
+        assert_eq!(config.store.as_str(), "s3://lake/metrics");
+        assert_eq!(config.jobs.len(), 2);
+        assert_eq!(config.jobs[0].cron.as_str(), "0 2 * * 0");
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_the_key() {
+        for (text, expected) in [
+            ("store = 1", "line 1 column 9: invalid type"),
+            (
+                "baselines = \"b\"\nfindings = \"f\"\n",
+                "missing field `store`",
+            ),
+            (
+                "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\ncolour = 1\n",
+                "line 4 column 1: unknown field `colour`",
+            ),
+            (
+                "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n[detect]\ncron = \"61 * * * *\"\n",
+                "detect.cron",
+            ),
+            (
+                "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n[baseline]\nlatest = \"soon\"\n",
+                "baseline.earliest/baseline.latest",
+            ),
+            (
+                "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\nrules = [\"dns\"]\n",
+                "unknown rule \"dns\"",
+            ),
+            (
+                "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\nlease = \"often\"\n",
+                "lease",
+            ),
+            (
+                "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n[baseline]\nfilter = \"x\"\n",
+                "[detect]",
+            ),
+        ] {
+            let (_dir, path) = write(text);
+            let error = Config::load(&path, &S3Options::default())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("iodrift.toml"), "{error}");
+            assert!(error.contains(expected), "{text:?}: {error}");
+            assert!(!error.contains('\n'), "one line: {error}");
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The schedule: ESCU's jobs (weekly baselines, hourly detections) run unattended over a store,
+//! every due window once and in time order, by one runner at a time (`schedule`, `run-due`).
+
+pub mod config;
+pub mod lease;
+pub mod state;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::RecordBatch;
+
+pub use config::{Config, Job, Task};
+pub use lease::Lease;
+pub use state::JobState;
+
+use crate::error::{Error, Result};
+use crate::output::{Format, write_batches};
+use crate::rules::Rule;
+use crate::session::SessionBuilder;
+use crate::store::Store;
+use crate::time::{Window, rfc3339};
+
+/// What one run wrote for one rule.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub rule: &'static str,
+    /// Lookup rows (keys) of a baseline, findings of a detection.
+    pub rows: usize,
+    pub object: String,
+}
+
+/// One completed run of a job.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub job: &'static str,
+    pub time: DateTime<Utc>,
+    pub window: Window,
+    pub seconds: f64,
+    pub outputs: Vec<Output>,
+}
+
+/// What a pass over the due runs did: the runs completed, and the jobs stopped by an error
+/// (their later runs wait for the next pass).
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub runs: Vec<Run>,
+    pub failed: Vec<(&'static str, DateTime<Utc>, Error)>,
+}
+
+/// Runs every job's due times up to `now`, all jobs together in time order (baselines first
+/// at equal times). Each run's state is committed after its outputs, while `lease` holds.
+pub async fn run_due(config: &Config, now: DateTime<Utc>, lease: &Lease) -> Result<Pass> {
+    let mut due = Vec::new();
+    for (index, job) in config.jobs.iter().enumerate() {
+        let last = JobState::read(&config.store, job.name).await?;
+        for time in job.due(last.map(|s| s.last_time), now) {
+            due.push((time, index));
+        }
+    }
+    due.sort();
+    tracing::info!(
+        config = %config.path.display(),
+        now = %rfc3339(now),
+        due = due.len(),
+        "pass started"
+    );
+    let mut pass = Pass::default();
+    for (time, index) in due {
+        let job = &config.jobs[index];
+        if pass.failed.iter().any(|(name, _, _)| *name == job.name) {
+            continue;
+        }
+        match run(config, job, time).await {
+            Ok(run) => {
+                lease.check().await?;
+                JobState {
+                    job: job.name.into(),
+                    last_time: time,
+                    window_start: run.window.earliest,
+                    window_end: run.window.latest,
+                    finished_at: Utc::now(),
+                    seconds: run.seconds,
+                }
+                .write(&config.store)
+                .await?;
+                tracing::info!(
+                    job = job.name,
+                    time = %rfc3339(time),
+                    window_start = %rfc3339(run.window.earliest),
+                    window_end = %rfc3339(run.window.latest),
+                    seconds = run.seconds,
+                    rows = run.outputs.iter().map(|o| o.rows).sum::<usize>(),
+                    "run completed"
+                );
+                pass.runs.push(run);
+            }
+            Err(error) => {
+                tracing::error!(job = job.name, time = %rfc3339(time), %error, "run failed; the job's later times wait for the next pass");
+                pass.failed.push((job.name, time, error));
+            }
+        }
+    }
+    Ok(pass)
+}
+
+/// One run of `job` at `time`.
+async fn run(config: &Config, job: &Job, time: DateTime<Utc>) -> Result<Run> {
+    let started = Instant::now();
+    let window = job.window(time)?;
+    let store = Store::open(config.store.clone())?;
+    let outputs = match &job.task {
+        Task::Baseline { full } => baseline(config, store, window, *full).await?,
+        Task::Detect { filter, format } => {
+            detect(config, store, window, filter.as_deref(), *format).await?
+        }
+    };
+    Ok(Run {
+        job: job.name,
+        time,
+        window,
+        seconds: started.elapsed().as_secs_f64(),
+        outputs,
+    })
+}
+
+async fn baseline(
+    config: &Config,
+    store: Store,
+    window: Window,
+    full: bool,
+) -> Result<Vec<Output>> {
+    let (baselines, source) =
+        crate::baseline::compute_over(store, window, &config.rules, full, config.memory_limit)
+            .await?;
+    if let crate::baseline::Source::Rollups(summary) = source {
+        tracing::info!(
+            reused_hours = summary.reused,
+            rebuilt_hours = summary.rebuilt,
+            "hourly rollups merged"
+        );
+    }
+    let mut outputs = Vec::new();
+    for baseline in baselines {
+        let written = baseline.write(&config.baselines).await?;
+        let object = written.into_iter().next().unwrap_or_default();
+        tracing::info!(rule = baseline.rule.name, keys = baseline.len(), %object, "baseline written");
+        outputs.push(Output {
+            rule: baseline.rule.name,
+            rows: baseline.len(),
+            object,
+        });
+    }
+    Ok(outputs)
+}
+
+async fn detect(
+    config: &Config,
+    store: Store,
+    window: Window,
+    filter: Option<&str>,
+    format: Format,
+) -> Result<Vec<Output>> {
+    let session = SessionBuilder::new(store)
+        .window(window)
+        .baselines(config.baselines.clone(), &config.rules)
+        .memory_limit(config.memory_limit)
+        .build()
+        .await?;
+    session.warn_about_empty_hours();
+    let files = session.scan.files().count();
+    let mut outputs = Vec::new();
+    for rule in &config.rules {
+        let findings: Vec<RecordBatch> =
+            crate::finding::query(&session, std::slice::from_ref(rule), filter)
+                .await?
+                .collect()
+                .await
+                .map_err(Error::query(format!("run detection {}", rule.name)))?;
+        let relative = findings_object(rule, &window, format);
+        config
+            .findings
+            .write(&relative, |file| {
+                write_batches(file, &findings, format).map_err(std::io::Error::other)
+            })
+            .await?;
+        let rows = findings.iter().map(RecordBatch::num_rows).sum();
+        let object = config.findings.display(&config.findings.path(&relative));
+        tracing::info!(rule = rule.name, findings = rows, store_files = files, %object, "findings written");
+        outputs.push(Output {
+            rule: rule.name,
+            rows,
+            object,
+        });
+    }
+    Ok(outputs)
+}
+
+/// The object of `rule`'s findings over `window`, below the findings location: the same for
+/// every run of that window, so a rerun replaces it.
+pub fn findings_object(rule: &Rule, window: &Window, format: Format) -> String {
+    let extension = match format {
+        Format::Table => "txt",
+        Format::Csv => "csv",
+        Format::Json => "json",
+        Format::Ndjson => "ndjson",
+    };
+    let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+    format!(
+        "{}/dt={}/{}_{}.{extension}",
+        rule.name,
+        window.earliest.format("%Y-%m-%d"),
+        stamp(window.earliest),
+        stamp(window.latest)
+    )
+}
+
+/// Runs the schedule until SIGINT or SIGTERM: waits for the lease (a second service stands by
+/// until the first stops), then runs each pass at the jobs' next time. A failed run is retried
+/// at the next pass, a minute later at most.
+pub async fn serve(config: &Config) -> Result<()> {
+    let mut stop = Stop::on_signals();
+    let owner = lease::owner();
+    tracing::info!(%owner, store = config.store.as_str(), jobs = config.jobs.len(), "schedule started");
+    let lease = loop {
+        match Lease::acquire(&config.store, &owner, config.lease).await {
+            Ok(lease) => break lease,
+            Err(Error::LeaseHeld { owner, until, .. }) => {
+                tracing::info!(holder = %owner, until = %rfc3339(until), "standing by: another runner holds the store");
+                let wait =
+                    (until - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(1);
+                if stop.sleep(wait).await {
+                    return Ok(());
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot claim the store; trying again in 30 s");
+                if stop.sleep(Duration::from_secs(30)).await {
+                    return Ok(());
+                }
+            }
+        }
+    };
+    tracing::info!(%owner, "lease acquired");
+    loop {
+        let now = Utc::now();
+        let pass = tokio::select! {
+            pass = run_due(config, now, &lease) => pass,
+            _ = stop.requested() => break,
+        };
+        let retry = match pass {
+            Ok(pass) => !pass.failed.is_empty(),
+            Err(error @ Error::LeaseLost { .. }) => return Err(error),
+            Err(error) => {
+                tracing::error!(%error, "pass failed");
+                true
+            }
+        };
+        let next = config.jobs.iter().filter_map(|job| job.next(now)).min();
+        let mut wait = next
+            .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
+            .unwrap_or(Duration::from_secs(3600));
+        if retry {
+            wait = wait.min(Duration::from_secs(60));
+        }
+        if let Some(next) = next {
+            tracing::info!(next = %rfc3339(next), "waiting for the next time");
+        }
+        if stop.sleep(wait).await {
+            break;
+        }
+    }
+    tracing::info!("stopping: releasing the lease");
+    lease.release().await
+}
+
+/// Whether SIGINT or SIGTERM came, from the moment the service started.
+struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    fn on_signals() -> Stop {
+        let (sender, receiver) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signal().await;
+            tracing::info!("stop signal received");
+            let _ = sender.send(true);
+        });
+        Stop(receiver)
+    }
+
+    async fn requested(&mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+
+    /// Sleeps for `wait`; `true` when a stop came first.
+    async fn sleep(&mut self, wait: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            _ = self.requested() => true,
+        }
+    }
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
