@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::s3::{CREDENTIALS, S3Server};
+use common::s3::{CREDENTIALS, FlakyProxy, S3Server};
 use common::{DAY_END, DAY_TWO_JOBS, GENERATE, NOW, START, iodrift, schedule_config, stdout_of};
 use predicates::str::contains;
 
@@ -373,4 +373,48 @@ fn the_schedule_runs_on_s3_once_per_window_under_a_lease() {
         .assert()
         .code(75)
         .stderr(contains("held by other-host/1/0"));
+}
+
+#[test]
+fn transient_server_errors_are_retried_to_the_same_answer() {
+    let server = S3Server::start();
+    server.create_bucket("lake");
+    iodrift_s3(&server)
+        .args(GENERATE)
+        .args(["--seed", "3", "--out", "s3://lake/store"])
+        .assert()
+        .success();
+    let baseline = |endpoint: &str, out: &str| {
+        iodrift()
+            .envs(CREDENTIALS)
+            .args(["--s3-endpoint", endpoint])
+            .args([
+                "baseline",
+                "--full",
+                "--earliest",
+                START,
+                "--latest",
+                DAY_END,
+            ])
+            .args(["--store", "s3://lake/store", "--out", out])
+            .assert()
+            .success();
+    };
+    baseline(&server.endpoint(), "s3://lake/direct");
+    // The first three connections are refused with 503: the requests back off and go on.
+    let proxy = FlakyProxy::start(server.port, 3);
+    baseline(&proxy.endpoint(), "s3://lake/retried");
+    assert_eq!(proxy.failed(), 3);
+    for name in [
+        "k8s_container_network_io_baseline.csv",
+        "k8s_container_network_io_ratio_baseline.csv",
+    ] {
+        let direct = server.get("lake", &format!("direct/{name}"));
+        assert!(direct.is_some(), "{name}");
+        assert_eq!(
+            server.get("lake", &format!("retried/{name}")),
+            direct,
+            "{name}"
+        );
+    }
 }
