@@ -1,6 +1,7 @@
 //! iodrift: the Splunk ESCU Kubernetes network-IO rules (two baselines, two detections) on
 //! Apache Arrow and DataFusion, over an hour-partitioned Parquet store of pod metrics.
 
+pub mod aws_profile;
 pub mod baseline;
 pub mod cli;
 pub mod compact;

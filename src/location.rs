@@ -17,12 +17,14 @@ use datafusion::object_store::{
 };
 use futures::TryStreamExt;
 
+use crate::aws_profile::Profile;
 use crate::error::{Error, Result};
 use crate::output::write_atomically;
 
 /// How `s3://` locations reach their server, beyond what the standard AWS environment
 /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
-/// `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, web identity, container and instance credentials) says.
+/// `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, web identity, container and instance credentials) and the
+/// profile of `AWS_PROFILE` in `~/.aws/` say.
 #[derive(Debug, Clone, Default)]
 pub struct S3Options {
     /// An S3-compatible server (MinIO, moto, Ceph ...) instead of AWS; `http://` allows
@@ -72,10 +74,30 @@ impl Location {
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_retry(retry());
+            // The environment's own variables win over the profile's, as in the AWS CLI.
+            let profile = Profile::from_environment()?.unwrap_or_default();
+            let unset = |name: &str| std::env::var_os(name).is_none();
+            if unset("AWS_ACCESS_KEY_ID")
+                && let Some((key, secret, token)) = profile.keys()?
+            {
+                builder = builder
+                    .with_access_key_id(key)
+                    .with_secret_access_key(secret);
+                if let Some(token) = token {
+                    builder = builder.with_token(token);
+                }
+            }
+            if unset("AWS_REGION")
+                && unset("AWS_DEFAULT_REGION")
+                && let Some(region) = &profile.region
+            {
+                builder = builder.with_region(region);
+            }
             let endpoint = s3.endpoint.clone().or_else(|| {
                 ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
                     .into_iter()
                     .find_map(|name| std::env::var(name).ok())
+                    .or(profile.endpoint_url.clone())
             });
             if let Some(endpoint) = endpoint {
                 if endpoint.starts_with("http://") {

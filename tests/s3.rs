@@ -418,3 +418,59 @@ fn transient_server_errors_are_retried_to_the_same_answer() {
         );
     }
 }
+
+#[test]
+fn a_named_aws_profile_gives_keys_region_and_endpoint() {
+    let server = S3Server::start();
+    server.create_bucket("lake");
+    iodrift_s3(&server)
+        .args(GENERATE)
+        .args(["--seed", "3", "--out", "s3://lake/store"])
+        .assert()
+        .success();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".aws")).unwrap();
+    std::fs::write(
+        home.path().join(".aws/credentials"),
+        "[ci]\naws_access_key_id = iodrift-test\naws_secret_access_key = iodrift-test\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.path().join(".aws/config"),
+        format!(
+            "[profile ci]\nregion = us-east-1\nendpoint_url = {}\n",
+            server.endpoint()
+        ),
+    )
+    .unwrap();
+    // Nothing but the profile: no key, region or endpoint in the environment.
+    let count = |profile: &str| {
+        let mut command = iodrift();
+        for name in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_CONFIG_FILE",
+        ] {
+            command.env_remove(name);
+        }
+        command
+            .env("HOME", home.path())
+            .env("AWS_PROFILE", profile)
+            .args(["sql", "--store", "s3://lake/store", "--format", "csv"])
+            .args(["-c", "SELECT count(*) AS n FROM metrics"]);
+        command
+    };
+    let rows = stdout_of(&mut count("ci"));
+    assert!(rows.starts_with("n\n") && rows.trim() != "n\n0", "{rows}");
+    count("prod")
+        .assert()
+        .failure()
+        .stderr(contains("AWS_PROFILE=prod"));
+}
