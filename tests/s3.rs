@@ -19,6 +19,18 @@ fn iodrift_s3(server: &S3Server) -> assert_cmd::Command {
     command
 }
 
+/// A server with bucket `lake` and [`GENERATE`]'s store at `s3://lake/store`.
+fn server_with_store(seed: u64) -> S3Server {
+    let server = S3Server::start();
+    server.create_bucket("lake");
+    iodrift_s3(&server)
+        .args(GENERATE)
+        .args(["--seed", &seed.to_string(), "--out", "s3://lake/store"])
+        .assert()
+        .success();
+    server
+}
+
 fn detect_args<'a>(store: &'a str, baselines: &'a str) -> Vec<&'a str> {
     vec![
         "detect",
@@ -256,13 +268,7 @@ fn ingest_reads_an_s3_prefix_into_an_s3_store_once_and_compacts_it() {
 
 #[test]
 fn a_server_that_goes_away_is_a_clear_error_and_leaves_no_object() {
-    let mut server = S3Server::start();
-    server.create_bucket("lake");
-    iodrift_s3(&server)
-        .args(GENERATE)
-        .args(["--seed", "3", "--out", "s3://lake/store"])
-        .assert()
-        .success();
+    let mut server = server_with_store(3);
     let endpoint = server.endpoint();
     server.stop();
 
@@ -300,13 +306,7 @@ fn a_server_that_goes_away_is_a_clear_error_and_leaves_no_object() {
 
 #[test]
 fn the_schedule_runs_on_s3_once_per_window_under_a_lease() {
-    let server = S3Server::start();
-    server.create_bucket("lake");
-    iodrift_s3(&server)
-        .args(GENERATE)
-        .args(["--seed", "5", "--out", "s3://lake/store"])
-        .assert()
-        .success();
+    let server = server_with_store(5);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("iodrift.toml");
     std::fs::write(
@@ -377,13 +377,7 @@ fn the_schedule_runs_on_s3_once_per_window_under_a_lease() {
 
 #[test]
 fn transient_server_errors_are_retried_to_the_same_answer() {
-    let server = S3Server::start();
-    server.create_bucket("lake");
-    iodrift_s3(&server)
-        .args(GENERATE)
-        .args(["--seed", "3", "--out", "s3://lake/store"])
-        .assert()
-        .success();
+    let server = server_with_store(3);
     let baseline = |endpoint: &str, out: &str| {
         iodrift()
             .envs(CREDENTIALS)
@@ -421,13 +415,7 @@ fn transient_server_errors_are_retried_to_the_same_answer() {
 
 #[test]
 fn a_named_aws_profile_gives_keys_region_and_endpoint() {
-    let server = S3Server::start();
-    server.create_bucket("lake");
-    iodrift_s3(&server)
-        .args(GENERATE)
-        .args(["--seed", "3", "--out", "s3://lake/store"])
-        .assert()
-        .success();
+    let server = server_with_store(3);
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir(home.path().join(".aws")).unwrap();
     std::fs::write(
