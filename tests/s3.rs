@@ -462,3 +462,36 @@ fn a_named_aws_profile_gives_keys_region_and_endpoint() {
         .failure()
         .stderr(contains("AWS_PROFILE=prod"));
 }
+
+#[test]
+fn a_server_stopped_mid_run_fails_the_run_clearly() {
+    let mut server = S3Server::start();
+    server.create_bucket("lake");
+    let generate = std::process::Command::new(assert_cmd::cargo::cargo_bin("iodrift"))
+        .envs(CREDENTIALS)
+        .env("HOME", std::env::temp_dir())
+        .args(["--s3-endpoint", &server.endpoint()])
+        .args(["generate", "--services", "40", "--hours", "240"])
+        .args(["--out", "s3://lake/big"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while server.keys("lake", "big/dt=").len() < 3 {
+        assert!(Instant::now() < deadline, "no hour files written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopped = Instant::now();
+    server.stop();
+    let output = generate.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("s3://lake/big"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(60),
+        "gave up after {:?}",
+        stopped.elapsed()
+    );
+}
