@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use serde::{Deserialize, Serialize};
 
 use super::point::{Kind, Point, Reject, Series};
@@ -39,7 +41,7 @@ pub struct Tally {
 /// Series state across batches.
 #[derive(Debug, Default)]
 pub struct Counters {
-    last: HashMap<Series, LastPoint>,
+    last: HashMap<Series, LastPoint, RandomState>,
 }
 
 impl Counters {
@@ -58,8 +60,8 @@ impl Counters {
 
     /// Turns `points` (any order) into rows: counters into deltas, deltas and gauges as they
     /// are. Points that cannot be stored come back as rejects with their reason.
-    pub fn rows(&mut self, mut points: Vec<Point>) -> (Vec<Row>, Vec<Reject>, Tally) {
-        points.sort_by(|a, b| (&a.series, a.time).cmp(&(&b.series, b.time)));
+    pub fn rows(&mut self, points: Vec<Point>) -> (Vec<Row>, Vec<Reject>, Tally) {
+        let points = in_series_order(points);
         let (mut rows, mut rejects, mut tally) = (Vec::new(), Vec::new(), Tally::default());
         for point in points {
             let value = match point.kind {
@@ -115,14 +117,14 @@ impl Counters {
                 describe(&point.series)
             ));
         }
-        let next = LastPoint {
-            series: point.series.clone(),
-            start,
-            time: point.time,
-            value: point.value,
-        };
         let Some(last) = self.last.get_mut(&point.series) else {
-            self.last.insert(point.series.clone(), next);
+            let first = LastPoint {
+                series: point.series.clone(),
+                start,
+                time: point.time,
+                value: point.value,
+            };
+            self.last.insert(point.series.clone(), first);
             return Ok(Step::First);
         };
         if point.time < last.time {
@@ -150,9 +152,62 @@ impl Counters {
         } else {
             Step::Delta(point.value - last.value)
         };
-        *last = next;
+        (last.start, last.time, last.value) = (start, point.time, point.value);
         Ok(step)
     }
+}
+
+/// `points` ordered by (series, time), equal ones in their input order. Series are compared
+/// once per distinct series, not once per comparison of the sort.
+fn in_series_order(points: Vec<Point>) -> Vec<Point> {
+    let (series_of, rank) = {
+        let (series_of, distinct) = distinct_series(points.iter().map(|p| &p.series));
+        (series_of, dense_ranks(&distinct, Series::cmp))
+    };
+    let mut order: Vec<u32> = (0..points.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| {
+        let i = i as usize;
+        (rank[series_of[i] as usize], points[i].time, i)
+    });
+    let mut slots: Vec<Option<Point>> = points.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .map(|i| slots[i as usize].take().expect("each point once"))
+        .collect()
+}
+
+/// Numbers the distinct series in order of appearance: each item's number, and the series.
+pub fn distinct_series<'a>(items: impl Iterator<Item = &'a Series>) -> (Vec<u32>, Vec<&'a Series>) {
+    let mut ids: HashMap<&Series, u32, RandomState> = HashMap::default();
+    let mut distinct = Vec::new();
+    let numbers = items
+        .map(|series| {
+            *ids.entry(series).or_insert_with(|| {
+                distinct.push(series);
+                distinct.len() as u32 - 1
+            })
+        })
+        .collect();
+    (numbers, distinct)
+}
+
+/// Each series' rank under `order`, equal series sharing one: sorting items by rank sorts
+/// them by `order`.
+pub fn dense_ranks(
+    distinct: &[&Series],
+    order: impl Fn(&Series, &Series) -> std::cmp::Ordering,
+) -> Vec<u32> {
+    let mut sorted: Vec<usize> = (0..distinct.len()).collect();
+    sorted.sort_unstable_by(|&a, &b| order(distinct[a], distinct[b]));
+    let mut ranks = vec![0u32; distinct.len()];
+    let mut rank = 0;
+    for (position, &index) in sorted.iter().enumerate() {
+        if position > 0 && order(distinct[sorted[position - 1]], distinct[index]).is_ne() {
+            rank += 1;
+        }
+        ranks[index] = rank;
+    }
+    ranks
 }
 
 enum Step {

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use std::sync::Arc;
 
 use super::point::{Decoded, Kind, Point, Record, Series};
 use super::{Context, NETWORK_IO_METRIC};
@@ -55,9 +56,10 @@ pub fn decode(input: &str, bytes: &[u8], context: &Context) -> Result<Decoded> {
     let summary: Summary = serde_json::from_slice(bytes)
         .map_err(|e| Error::input(input, format!("not a kubelet /stats/summary document: {e}")))?;
     let mut decoded = Decoded::default();
+    let name: Arc<str> = input.into();
     for (index, pod) in summary.pods.into_iter().enumerate() {
         let record = Record {
-            input: input.to_string(),
+            input: name.clone(),
             line: index as u64 + 1,
         };
         let Some(network) = pod.network else {

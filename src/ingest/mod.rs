@@ -407,36 +407,60 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Rows by hour (ms), each hour sorted in store order: cluster, pod, direction, time (nulls
-/// last), then the other labels so the file is deterministic.
+/// last), then the other labels and the value so the file is deterministic. Labels are compared
+/// once per distinct series, then rows by the series' ranks.
 fn by_hour(rows: Vec<Row>) -> BTreeMap<i64, Vec<Row>> {
-    let mut hours: BTreeMap<i64, Vec<Row>> = BTreeMap::new();
-    for row in rows {
-        hours
-            .entry(row.time.div_euclid(HOUR_MS) * HOUR_MS)
-            .or_default()
-            .push(row);
-    }
-    for rows in hours.values_mut() {
-        rows.sort_by(store_order);
-    }
-    hours
-}
-
-fn store_order(a: &Row, b: &Row) -> std::cmp::Ordering {
     let label = |x: &Option<String>, y: &Option<String>| match (x, y) {
         (Some(x), Some(y)) => x.cmp(y),
         (x, y) => x.is_none().cmp(&y.is_none()),
     };
-    let (x, y) = (&a.series, &b.series);
-    label(&x.cluster, &y.cluster)
-        .then_with(|| label(&x.pod, &y.pod))
-        .then_with(|| label(&x.direction, &y.direction))
-        .then(a.time.cmp(&b.time))
-        .then_with(|| label(&x.namespace, &y.namespace))
-        .then_with(|| label(&x.node, &y.node))
-        .then_with(|| label(&x.interface, &y.interface))
-        .then_with(|| x.metric.cmp(&y.metric))
-        .then(a.value.total_cmp(&b.value))
+    let (series_of, head, tail) = {
+        let (series_of, distinct) = counters::distinct_series(rows.iter().map(|r| &r.series));
+        let head = counters::dense_ranks(&distinct, |x, y| {
+            label(&x.cluster, &y.cluster)
+                .then_with(|| label(&x.pod, &y.pod))
+                .then_with(|| label(&x.direction, &y.direction))
+        });
+        let tail = counters::dense_ranks(&distinct, |x, y| {
+            label(&x.namespace, &y.namespace)
+                .then_with(|| label(&x.node, &y.node))
+                .then_with(|| label(&x.interface, &y.interface))
+                .then_with(|| x.metric.cmp(&y.metric))
+        });
+        (series_of, head, tail)
+    };
+    let mut hours: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (index, row) in rows.iter().enumerate() {
+        hours
+            .entry(row.time.div_euclid(HOUR_MS) * HOUR_MS)
+            .or_default()
+            .push(index);
+    }
+    let mut slots: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
+    hours
+        .into_iter()
+        .map(|(hour, mut indices)| {
+            let key = |i: usize| {
+                let series = series_of[i] as usize;
+                (
+                    head[series],
+                    slots[i].as_ref().map(|r| r.time),
+                    tail[series],
+                )
+            };
+            indices.sort_unstable_by(|&a, &b| {
+                key(a).cmp(&key(b)).then_with(|| {
+                    let value = |i: usize| slots[i].as_ref().map_or(0.0, |r| r.value);
+                    value(a).total_cmp(&value(b))
+                })
+            });
+            let rows = indices
+                .into_iter()
+                .map(|i| slots[i].take().expect("each row once"))
+                .collect();
+            (hour, rows)
+        })
+        .collect()
 }
 
 /// Rows as a batch of the store schema.

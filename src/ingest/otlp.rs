@@ -1,6 +1,8 @@
 //! OTLP metrics (`ExportMetricsServiceRequest`) as JSON lines, one JSON document, or protobuf
 //! (one message, or the file exporter's length-prefixed stream) decoded into points.
 
+use std::sync::Arc;
+
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -25,15 +27,16 @@ pub fn decode_json(input: &str, bytes: &[u8], context: &Context) -> Result<Decod
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Error::input(input, format!("not UTF-8 text: {e}")))?;
     let mut decoded = Decoded::default();
+    let name: Arc<str> = input.into();
     if let Ok(request) = serde_json::from_str::<JsonRequest>(text) {
-        points(input, 1, request.resource_metrics, context, &mut decoded);
+        points(&name, 1, request.resource_metrics, context, &mut decoded);
         return Ok(decoded);
     }
     let mut parsed = 0;
     let mut first_error = None;
     for (index, line) in text.lines().enumerate() {
         let record = Record {
-            input: input.to_string(),
+            input: name.clone(),
             line: index as u64 + 1,
         };
         if line.trim().is_empty() {
@@ -43,7 +46,7 @@ pub fn decode_json(input: &str, bytes: &[u8], context: &Context) -> Result<Decod
             Ok(request) => {
                 parsed += 1;
                 points(
-                    input,
+                    &name,
                     record.line,
                     request.resource_metrics,
                     context,
@@ -78,6 +81,7 @@ pub fn decode_proto(input: &str, bytes: &[u8], context: &Context) -> Result<Deco
         )
     };
     let mut decoded = Decoded::default();
+    let name: Arc<str> = input.into();
     let messages = match length_prefixed(bytes) {
         Some(frames) => frames,
         None => vec![bytes],
@@ -85,7 +89,7 @@ pub fn decode_proto(input: &str, bytes: &[u8], context: &Context) -> Result<Deco
     for (index, message) in messages.into_iter().enumerate() {
         let request = ExportMetricsServiceRequest::decode(message).map_err(not_proto)?;
         points(
-            input,
+            &name,
             index as u64 + 1,
             request.resource_metrics,
             context,
@@ -113,14 +117,14 @@ fn length_prefixed(bytes: &[u8]) -> Option<Vec<&[u8]>> {
 }
 
 fn points(
-    input: &str,
+    input: &Arc<str>,
     line: u64,
     resources: Vec<ResourceMetrics>,
     context: &Context,
     decoded: &mut Decoded,
 ) {
     let record = || Record {
-        input: input.to_string(),
+        input: input.clone(),
         line,
     };
     for resource in resources {

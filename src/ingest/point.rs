@@ -1,6 +1,8 @@
 //! What every input format decodes into: points of a series with their kind (cumulative
 //! counter, delta or gauge), and records set aside with a reason.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// The labels that identify a series in the store (the columns besides time and value).
@@ -41,8 +43,18 @@ pub struct Point {
 /// A position inside one input: its path and the line (or point) number, from 1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    pub input: String,
+    /// Shared by every record of the input.
+    #[serde(serialize_with = "as_str", deserialize_with = "shared")]
+    pub input: Arc<str>,
     pub line: u64,
+}
+
+fn as_str<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(text)
+}
+
+fn shared<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Arc<str>, D::Error> {
+    String::deserialize(deserializer).map(Arc::from)
 }
 
 /// A record set aside instead of stored.

@@ -2,6 +2,7 @@
 //! one series per pod and interface (the sandbox's row; per-container copies are dropped).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::point::{Decoded, Kind, Point, Record, Reject, Series};
 use super::{Context, NETWORK_IO_METRIC};
@@ -37,13 +38,14 @@ pub fn decode(input: &str, bytes: &[u8], context: &Context) -> Result<Decoded> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Error::input(input, format!("not UTF-8 text: {e}")))?;
     let mut decoded = Decoded::default();
+    let name: Arc<str> = input.into();
     let (mut lines, mut parsed) = (0, 0);
     // The chosen point per pod series, and whether it is the sandbox's.
     let mut chosen: HashMap<PodSeries, (Point, bool)> = HashMap::new();
     let mut order = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let record = Record {
-            input: input.to_string(),
+            input: name.clone(),
             line: index as u64 + 1,
         };
         let line = line.trim();

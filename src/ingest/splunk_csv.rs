@@ -2,6 +2,7 @@
 //! direction,io`): values that are already bytes per interval, stored as deltas.
 
 use chrono::DateTime;
+use std::sync::Arc;
 
 use super::point::{Decoded, Kind, Point, Record, Reject, Series};
 use super::{Context, NETWORK_IO_METRIC};
@@ -38,10 +39,11 @@ pub fn decode(input: &str, bytes: &[u8], context: &Context) -> Result<Decoded> {
     let namespace = position("k8s.namespace.name");
     let [time_at, cluster_at, pod_at, node_at, direction_at, io_at] = index;
     let mut decoded = Decoded::default();
+    let name: Arc<str> = input.into();
     for (row, result) in reader.records().enumerate() {
         // Line 1 is the header.
         let record = Record {
-            input: input.to_string(),
+            input: name.clone(),
             line: row as u64 + 2,
         };
         let fields = match result {
