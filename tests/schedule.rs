@@ -323,7 +323,8 @@ latest = "-10m@m"
     assert!(
         logs.iter()
             .any(|l| l["fields"]["message"] == "findings written"
-                && l["fields"]["findings"].is_u64())
+                && l["fields"]["findings"].is_u64()
+                && l["fields"]["store_rows"].as_u64() > Some(0))
     );
     // A stopped service released the store at once.
     stdout_of(iodrift().args(["run-due", "--config"]).arg(&config));

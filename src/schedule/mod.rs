@@ -169,6 +169,11 @@ async fn detect(
         .await?;
     session.warn_about_empty_hours();
     let files = session.scan.files().count();
+    let store_rows: usize = session
+        .scan
+        .files()
+        .filter_map(|file| file.statistics.as_ref()?.num_rows.get_value().copied())
+        .sum();
     let mut outputs = Vec::new();
     for rule in &config.rules {
         let findings: Vec<RecordBatch> =
@@ -186,7 +191,14 @@ async fn detect(
             .await?;
         let rows = findings.iter().map(RecordBatch::num_rows).sum();
         let object = config.findings.display(&config.findings.path(&relative));
-        tracing::info!(rule = rule.name, findings = rows, store_files = files, %object, "findings written");
+        tracing::info!(
+            rule = rule.name,
+            findings = rows,
+            store_files = files,
+            store_rows,
+            %object,
+            "findings written"
+        );
         outputs.push(Output {
             rule: rule.name,
             rows,
