@@ -4,10 +4,14 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::s3::{CREDENTIALS, FlakyProxy, S3Server};
-use common::{DAY_END, DAY_TWO_JOBS, GENERATE, NOW, START, iodrift, schedule_config, stdout_of};
+use common::{
+    DAY_END, DAY_TWO_JOBS, GENERATE, NOW, START, baseline_command, iodrift, schedule_config,
+    stdout_of,
+};
 use predicates::str::contains;
 
 /// `iodrift` with the server's endpoint and the test credentials.
@@ -379,18 +383,9 @@ fn the_schedule_runs_on_s3_once_per_window_under_a_lease() {
 fn transient_server_errors_are_retried_to_the_same_answer() {
     let server = server_with_store(3);
     let baseline = |endpoint: &str, out: &str| {
-        iodrift()
+        baseline_command(Path::new("s3://lake/store"), Path::new(out))
             .envs(CREDENTIALS)
             .args(["--s3-endpoint", endpoint])
-            .args([
-                "baseline",
-                "--full",
-                "--earliest",
-                START,
-                "--latest",
-                DAY_END,
-            ])
-            .args(["--store", "s3://lake/store", "--out", out])
             .assert()
             .success();
     };
