@@ -61,7 +61,7 @@ impl Counters {
     /// Turns `points` (any order) into rows: counters into deltas, deltas and gauges as they
     /// are. Points that cannot be stored come back as rejects with their reason.
     pub fn rows(&mut self, points: Vec<Point>) -> (Vec<Row>, Vec<Reject>, Tally) {
-        let points = in_series_order(points);
+        let points = super::order::by_series_and_time(points);
         let (mut rows, mut rejects, mut tally) = (Vec::new(), Vec::new(), Tally::default());
         for point in points {
             let value = match point.kind {
@@ -155,59 +155,6 @@ impl Counters {
         (last.start, last.time, last.value) = (start, point.time, point.value);
         Ok(step)
     }
-}
-
-/// `points` ordered by (series, time), equal ones in their input order. Series are compared
-/// once per distinct series, not once per comparison of the sort.
-fn in_series_order(points: Vec<Point>) -> Vec<Point> {
-    let (series_of, rank) = {
-        let (series_of, distinct) = distinct_series(points.iter().map(|p| &p.series));
-        (series_of, dense_ranks(&distinct, Series::cmp))
-    };
-    let mut order: Vec<u32> = (0..points.len() as u32).collect();
-    order.sort_unstable_by_key(|&i| {
-        let i = i as usize;
-        (rank[series_of[i] as usize], points[i].time, i)
-    });
-    let mut slots: Vec<Option<Point>> = points.into_iter().map(Some).collect();
-    order
-        .into_iter()
-        .map(|i| slots[i as usize].take().expect("each point once"))
-        .collect()
-}
-
-/// Numbers the distinct series in order of appearance: each item's number, and the series.
-pub fn distinct_series<'a>(items: impl Iterator<Item = &'a Series>) -> (Vec<u32>, Vec<&'a Series>) {
-    let mut ids: HashMap<&Series, u32, RandomState> = HashMap::default();
-    let mut distinct = Vec::new();
-    let numbers = items
-        .map(|series| {
-            *ids.entry(series).or_insert_with(|| {
-                distinct.push(series);
-                distinct.len() as u32 - 1
-            })
-        })
-        .collect();
-    (numbers, distinct)
-}
-
-/// Each series' rank under `order`, equal series sharing one: sorting items by rank sorts
-/// them by `order`.
-pub fn dense_ranks(
-    distinct: &[&Series],
-    order: impl Fn(&Series, &Series) -> std::cmp::Ordering,
-) -> Vec<u32> {
-    let mut sorted: Vec<usize> = (0..distinct.len()).collect();
-    sorted.sort_unstable_by(|&a, &b| order(distinct[a], distinct[b]));
-    let mut ranks = vec![0u32; distinct.len()];
-    let mut rank = 0;
-    for (position, &index) in sorted.iter().enumerate() {
-        if position > 0 && order(distinct[sorted[position - 1]], distinct[index]).is_ne() {
-            rank += 1;
-        }
-        ranks[index] = rank;
-    }
-    ranks
 }
 
 enum Step {

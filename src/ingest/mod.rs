@@ -3,6 +3,7 @@
 
 mod counters;
 mod kubelet;
+mod order;
 mod otlp;
 mod point;
 mod prometheus;
@@ -124,7 +125,7 @@ impl State {
                 location: store.as_str().to_string(),
                 reason: format!(
                     "{}: unreadable ingest state: {e}",
-                    store.display(&store.path(STATE_FILE))
+                    store.display_at(STATE_FILE)
                 ),
             }),
             None => Ok(State::default()),
@@ -254,7 +255,7 @@ pub async fn ingest(request: &Request, s3: &S3Options) -> Result<Report> {
                 std::io::Write::flush(&mut out)
             })
             .await?;
-        report.rejects_file = Some(request.store.display(&request.store.path(&name)));
+        report.rejects_file = Some(request.store.display_at(&name));
     }
     request
         .store
@@ -414,21 +415,18 @@ fn by_hour(rows: Vec<Row>) -> BTreeMap<i64, Vec<Row>> {
         (Some(x), Some(y)) => x.cmp(y),
         (x, y) => x.is_none().cmp(&y.is_none()),
     };
-    let (series_of, head, tail) = {
-        let (series_of, distinct) = counters::distinct_series(rows.iter().map(|r| &r.series));
-        let head = counters::dense_ranks(&distinct, |x, y| {
-            label(&x.cluster, &y.cluster)
-                .then_with(|| label(&x.pod, &y.pod))
-                .then_with(|| label(&x.direction, &y.direction))
-        });
-        let tail = counters::dense_ranks(&distinct, |x, y| {
-            label(&x.namespace, &y.namespace)
-                .then_with(|| label(&x.node, &y.node))
-                .then_with(|| label(&x.interface, &y.interface))
-                .then_with(|| x.metric.cmp(&y.metric))
-        });
-        (series_of, head, tail)
-    };
+    let (series_of, distinct) = order::distinct_series(rows.iter().map(|r| &r.series));
+    let head = order::dense_ranks(&distinct, |x, y| {
+        label(&x.cluster, &y.cluster)
+            .then_with(|| label(&x.pod, &y.pod))
+            .then_with(|| label(&x.direction, &y.direction))
+    });
+    let tail = order::dense_ranks(&distinct, |x, y| {
+        label(&x.namespace, &y.namespace)
+            .then_with(|| label(&x.node, &y.node))
+            .then_with(|| label(&x.interface, &y.interface))
+            .then_with(|| x.metric.cmp(&y.metric))
+    });
     let mut hours: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for (index, row) in rows.iter().enumerate() {
         hours
@@ -436,30 +434,19 @@ fn by_hour(rows: Vec<Row>) -> BTreeMap<i64, Vec<Row>> {
             .or_default()
             .push(index);
     }
-    let mut slots: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
+    let key = |row: &Row, series: u32| (head[series as usize], row.time, tail[series as usize]);
+    for indices in hours.values_mut() {
+        indices.sort_unstable_by(|&a, &b| {
+            let (x, y) = (&rows[a], &rows[b]);
+            key(x, series_of[a])
+                .cmp(&key(y, series_of[b]))
+                .then(x.value.total_cmp(&y.value))
+        });
+    }
+    let mut slots = rows.into_iter().map(Some).collect::<Vec<_>>();
     hours
         .into_iter()
-        .map(|(hour, mut indices)| {
-            let key = |i: usize| {
-                let series = series_of[i] as usize;
-                (
-                    head[series],
-                    slots[i].as_ref().map(|r| r.time),
-                    tail[series],
-                )
-            };
-            indices.sort_unstable_by(|&a, &b| {
-                key(a).cmp(&key(b)).then_with(|| {
-                    let value = |i: usize| slots[i].as_ref().map_or(0.0, |r| r.value);
-                    value(a).total_cmp(&value(b))
-                })
-            });
-            let rows = indices
-                .into_iter()
-                .map(|i| slots[i].take().expect("each row once"))
-                .collect();
-            (hour, rows)
-        })
+        .map(|(hour, indices)| (hour, order::take(&mut slots, &indices)))
         .collect()
 }
 
