@@ -72,7 +72,7 @@ impl Baseline {
     /// line.
     pub async fn read_csv(dir: &Location, rule: Rule) -> Result<Option<Baseline>> {
         let name = Baseline::csv_file_name(&rule);
-        let path = dir.display(&dir.path(&name));
+        let path = dir.display_at(&name);
         let Some(bytes) = dir.read(&name).await? else {
             return Ok(None);
         };
@@ -153,7 +153,7 @@ impl Baseline {
         .await?;
         Ok([csv_name, parquet_name]
             .iter()
-            .map(|name| dir.display(&dir.path(name)))
+            .map(|name| dir.display_at(name))
             .collect())
     }
 

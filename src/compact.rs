@@ -86,7 +86,7 @@ async fn merge(store: &Location, hour: DateTime<Utc>, files: &[ObjectMeta]) -> R
         digest.update(file_name(file).as_bytes());
         digest.update(file.size.to_le_bytes());
     }
-    let partition = store.display(&store.path(&store::partition_path(hour)));
+    let partition = store.display_at(&store::partition_path(hour));
     let all = concat_batches(&store::schema(), &batches).map_err(|e| Error::StoreFile {
         path: partition.clone(),
         reason: format!("cannot compact: {e}"),

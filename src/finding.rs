@@ -1,6 +1,7 @@
 //! Findings: what a detection reports, one row per pod whose anomalies persisted, and the query
 //! that selects them from the `findings` view for the chosen rules, window and `--filter`.
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::logical_expr::SortExpr;
 use datafusion::prelude::{DataFrame, col, lit};
 use serde::{Deserialize, Serialize};
@@ -62,17 +63,26 @@ pub async fn query(session: &Session, rules: &[Rule], filter: Option<&str>) -> R
     selected.sort(order.to_vec()).map_err(context())
 }
 
+/// The rows of [`query`], run.
+pub async fn batches(
+    session: &Session,
+    rules: &[Rule],
+    filter: Option<&str>,
+) -> Result<Vec<RecordBatch>> {
+    query(session, rules, filter)
+        .await?
+        .collect()
+        .await
+        .map_err(Error::query("run detection"))
+}
+
 /// The findings of `rules` over the session's window, as [`Finding`]s.
 pub async fn collect(
     session: &Session,
     rules: &[Rule],
     filter: Option<&str>,
 ) -> Result<Vec<Finding>> {
-    let batches = query(session, rules, filter)
-        .await?
-        .collect()
-        .await
-        .map_err(Error::query("run detection"))?;
+    let batches = batches(session, rules, filter).await?;
     let mut json = Vec::new();
     crate::output::write_batches(&mut json, &batches, crate::output::Format::Json)?;
     serde_json::from_slice(&json)

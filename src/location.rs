@@ -213,6 +213,11 @@ impl Location {
         }
     }
 
+    /// The object at `relative` in the form a user recognises.
+    pub fn display_at(&self, relative: &str) -> String {
+        self.display(&self.path(relative))
+    }
+
     fn error(&self, path: &Path, action: &str, error: impl std::fmt::Display) -> Error {
         Error::Location {
             location: self.display(path),
@@ -324,7 +329,7 @@ mod tests {
             "metrics/store/dt=2026-03-01/hour=00"
         );
         assert_eq!(
-            location.display(&location.path("a.csv")),
+            location.display_at("a.csv"),
             "s3://lake/metrics/store/a.csv"
         );
         let bare = Location::parse("s3://lake", &s3).unwrap();
@@ -344,7 +349,7 @@ mod tests {
         assert_eq!(location.local(), Some(text.as_path()));
         assert_eq!(location.url().as_str(), "file:///");
         assert_eq!(
-            location.display(&location.path("a.csv")),
+            location.display_at("a.csv"),
             text.join("a.csv").display().to_string()
         );
     }

@@ -7,7 +7,6 @@ use chrono::Utc;
 use clap::{Parser, ValueEnum};
 use datafusion::arrow::array::RecordBatch;
 
-use iodrift::Baseline;
 use iodrift::cli::{
     BaselineArgs, Cli, Command, CompactArgs, DemoArgs, DetectArgs, EvalArgs, GenerateArgs,
     IngestArgs, LogFormat, RunDueArgs, SqlArgs,
@@ -140,11 +139,7 @@ async fn detect(args: DetectArgs, s3: &S3Options) -> Result<Vec<RecordBatch>> {
         .build()
         .await?;
     session.warn_about_empty_hours();
-    let findings = iodrift::finding::query(&session, &rules, args.filter.as_deref())
-        .await?
-        .collect()
-        .await
-        .map_err(Error::query("run detection"))?;
+    let findings = iodrift::finding::batches(&session, &rules, args.filter.as_deref()).await?;
     match &output {
         Some(output) => {
             output
@@ -466,17 +461,18 @@ async fn eval(args: EvalArgs, s3: &S3Options) -> Result<()> {
         Some(dir) => Location::parse(dir, s3)?,
         None => {
             let first_day = Window::parse(&rfc3339(labels.start), &rfc3339(from), Utc::now())?;
-            let session = SessionBuilder::new(Store::open(store.clone())?)
-                .window(first_day)
-                .memory_limit(args.engine.memory_limit)
-                .build()
-                .await?;
+            // From raw rows: the backtest writes no rollups into the store it scores.
+            let (computed_baselines, _) = iodrift::baseline::compute_over(
+                Store::open(store.clone())?,
+                first_day,
+                &rules,
+                true,
+                args.engine.memory_limit,
+            )
+            .await?;
             let dir = Location::parse(&computed.path().display().to_string(), s3)?;
-            for rule in &rules {
-                Baseline::compute(&session, *rule)
-                    .await?
-                    .write(&dir)
-                    .await?;
+            for baseline in computed_baselines {
+                baseline.write(&dir).await?;
             }
             eprintln!(
                 "baselines computed over [{}, {})",

@@ -273,7 +273,7 @@ async fn read_rollup(
     let Some(bytes) = place.read(&name).await? else {
         return Ok(None);
     };
-    let path = place.display(&place.path(&name));
+    let path = place.display_at(&name);
     let fail = |e: &dyn std::fmt::Display| Error::StoreFile {
         path: path.clone(),
         reason: format!("unreadable rollup (delete it to rebuild): {e}"),

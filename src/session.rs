@@ -129,7 +129,7 @@ impl SessionBuilder {
             let baseline = match (found, &self.baselines) {
                 (Some(baseline), _) => baseline,
                 (None, Some(dir)) if self.required.contains(&rule) => {
-                    let path = dir.display(&dir.path(&Baseline::csv_file_name(&rule)));
+                    let path = dir.display_at(&Baseline::csv_file_name(&rule));
                     return Err(Error::Baseline {
                         path,
                         reason: format!(

@@ -151,7 +151,7 @@ pub async fn write_partition_file(
             crate::store_writer::write_batch(out, batch, properties).map_err(std::io::Error::other)
         })
         .await?;
-    Ok(store.display(&store.path(&relative)))
+    Ok(store.display_at(&relative))
 }
 
 impl Scan {

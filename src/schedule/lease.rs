@@ -175,19 +175,31 @@ impl Lease {
         if self.lost.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let claim = Claim {
-            owner: held.owner.clone(),
-            expires_at: Utc::now(),
-            released: true,
-        };
-        let next = held.generation + 1;
-        if create(&held.dir, next, &claim).await? {
-            held.generation = next;
-            held.dir
-                .delete(&held.dir.path(&claim_name(next - 1)))
-                .await?;
-        }
+        held.advance(Utc::now(), true).await?;
         Ok(())
+    }
+}
+
+impl Held {
+    /// Puts a new claim of this owner after the current one and drops the current one;
+    /// `false` when another runner's claim took that place first.
+    async fn advance(&mut self, expires_at: DateTime<Utc>, released: bool) -> Result<bool> {
+        let claim = Claim {
+            owner: self.owner.clone(),
+            expires_at,
+            released,
+        };
+        let next = self.generation + 1;
+        if !create(&self.dir, next, &claim).await? {
+            return Ok(false);
+        }
+        self.generation = next;
+        let previous = self.dir.path(&claim_name(next - 1));
+        if let Err(e) = self.dir.delete(&previous).await {
+            // Harmless: the next claim of the store cleans it up.
+            tracing::warn!("lease: cannot delete an old claim: {e}");
+        }
+        Ok(true)
     }
 }
 
@@ -198,20 +210,9 @@ async fn renew_forever(held: Arc<Mutex<Held>>, lost: Arc<AtomicBool>) {
         let period = held.lock().await.duration / 3;
         tokio::time::sleep(period).await;
         let mut held = held.lock().await;
-        let claim = Claim {
-            owner: held.owner.clone(),
-            expires_at: Utc::now() + held.duration,
-            released: false,
-        };
-        let next = held.generation + 1;
-        match create(&held.dir, next, &claim).await {
-            Ok(true) => {
-                held.generation = next;
-                let previous = held.dir.path(&claim_name(next - 1));
-                if let Err(e) = held.dir.delete(&previous).await {
-                    tracing::warn!("lease: cannot delete an old claim: {e}");
-                }
-            }
+        let expires_at = Utc::now() + held.duration;
+        match held.advance(expires_at, false).await {
+            Ok(true) => {}
             Ok(false) => {
                 tracing::error!(
                     owner = %held.owner,

@@ -176,12 +176,8 @@ async fn detect(
         .sum();
     let mut outputs = Vec::new();
     for rule in &config.rules {
-        let findings: Vec<RecordBatch> =
-            crate::finding::query(&session, std::slice::from_ref(rule), filter)
-                .await?
-                .collect()
-                .await
-                .map_err(Error::query(format!("run detection {}", rule.name)))?;
+        let findings =
+            crate::finding::batches(&session, std::slice::from_ref(rule), filter).await?;
         let relative = findings_object(rule, &window, format);
         config
             .findings
@@ -190,7 +186,7 @@ async fn detect(
             })
             .await?;
         let rows = findings.iter().map(RecordBatch::num_rows).sum();
-        let object = config.findings.display(&config.findings.path(&relative));
+        let object = config.findings.display_at(&relative);
         tracing::info!(
             rule = rule.name,
             findings = rows,

@@ -33,7 +33,7 @@ impl JobState {
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| Error::Location {
-                location: store.display(&store.path(&name)),
+                location: store.display_at(&name),
                 reason: format!(
                     "not a job state: {e}; delete it to start the job afresh at its latest time"
                 ),
