@@ -138,16 +138,16 @@ fn encode_dictionary_chunk(
         }
         *slot
     };
-    let indices: Vec<u32> = match &nulls {
-        None => keys.values().iter().map(&mut index_of).collect(),
-        Some(nulls) => keys
-            .values()
-            .iter()
-            .zip(nulls.iter())
-            .filter(|(_, valid)| *valid)
-            .map(|(key, _)| index_of(key))
-            .collect(),
-    };
+    let mut indices: Vec<u32> =
+        Vec::with_capacity(array.len() - nulls.as_ref().map_or(0, |n| n.null_count()));
+    match &nulls {
+        None => indices.extend(keys.values().iter().map(&mut index_of)),
+        Some(nulls) => {
+            for (start, end) in nulls.valid_slices() {
+                indices.extend(keys.values()[start..end].iter().map(&mut index_of));
+            }
+        }
+    }
 
     let mut sink = TrackedWrite::new(Vec::new());
     let mut pages = SerializedPageWriter::new(&mut sink);

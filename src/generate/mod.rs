@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBufferBuilder, DictionaryArray, Float64Array, Int32Array, RecordBatch,
+    Array, ArrayRef, BooleanBufferBuilder, DictionaryArray, Float64Array, Int32Array, RecordBatch,
     StringArray, TimestampMillisecondArray,
 };
 use datafusion::arrow::buffer::NullBuffer;
@@ -148,16 +148,14 @@ pub fn generate(spec: &Spec, out: &Location, runtime: &Handle) -> Result<Summary
             .map(|_| {
                 scope.spawn(|| {
                     let mut rows = 0;
-                    let mut capacity = 0;
+                    let mut columns = Allocations::default();
                     loop {
                         let hour = next_hour.fetch_add(1, Ordering::Relaxed);
                         if hour >= spec.hours as usize {
                             return Ok(rows);
                         }
                         let start = spec.start_ms() + hour as i64 * HOUR_MS;
-                        let batch = hour_batch(spec, &clusters, &injections, start, capacity);
-                        // The next hour is about as large: its columns are allocated once.
-                        capacity = batch.num_rows() + batch.num_rows() / 8;
+                        let batch = hour_batch(spec, &clusters, &injections, start, columns);
                         rows += batch.num_rows() as u64;
                         runtime.block_on(store::write_partition_file(
                             out,
@@ -166,6 +164,7 @@ pub fn generate(spec: &Spec, out: &Location, runtime: &Handle) -> Result<Summary
                             &batch,
                             store::writer_properties(),
                         ))?;
+                        columns = Allocations::reclaim(batch);
                     }
                 })
             })
@@ -304,6 +303,34 @@ fn labels(spec: &Spec, clusters: &[Cluster], plan: &[Vec<Vec<Injection>>]) -> La
     }
 }
 
+/// The column buffers of a written hour, taken back for the next one: a worker then writes into
+/// memory it has touched before instead of faulting in fresh pages every hour.
+#[derive(Default)]
+struct Allocations {
+    time: Vec<i64>,
+    value: Vec<f64>,
+    keys: [Vec<i32>; 7],
+}
+
+impl Allocations {
+    /// The buffers of `batch` (one of [`hour_batch`]'s) that nothing else holds; fresh ones for
+    /// any that something still does.
+    fn reclaim(batch: RecordBatch) -> Allocations {
+        let mut buffers = batch
+            .columns()
+            .iter()
+            .map(|column| column.to_data().buffers()[0].clone())
+            .collect::<Vec<_>>()
+            .into_iter();
+        drop(batch);
+        let mut next = || buffers.next().expect("one buffer a column");
+        let time = next().into_vec().unwrap_or_default();
+        let keys = std::array::from_fn(|_| next().into_vec().unwrap_or_default());
+        let value = next().into_vec().unwrap_or_default();
+        Allocations { time, value, keys }
+    }
+}
+
 /// Dictionary-encoded column: distinct values, and a key per row (rows marked null by the
 /// batch's gauge rows hold key 0).
 struct Column {
@@ -313,11 +340,12 @@ struct Column {
 }
 
 impl Column {
-    fn with_capacity(rows: usize) -> Column {
+    fn new(mut keys: Vec<i32>) -> Column {
+        keys.clear();
         Column {
             values: Vec::new(),
             index: HashMap::new(),
-            keys: Vec::with_capacity(rows),
+            keys,
         }
     }
 
@@ -342,7 +370,10 @@ impl Column {
         }
         let values = Arc::new(StringArray::from(self.values));
         let keys = Int32Array::new(self.keys.into(), nulls);
-        Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values).expect("keys index values"))
+        debug_assert!(keys.values().iter().all(|k| (*k as usize) < values.len()));
+        // SAFETY: every key came from `value`, which returns an index into `values`, or is the
+        // gauge rows' 0, and `values` is not empty.
+        Arc::new(unsafe { DictionaryArray::<Int32Type>::new_unchecked(keys, values) })
     }
 }
 
@@ -353,10 +384,16 @@ fn hour_batch(
     clusters: &[Cluster],
     plan: &[Vec<Vec<Injection>>],
     hour: i64,
-    capacity: usize,
+    columns: Allocations,
 ) -> RecordBatch {
-    let mut time = Vec::with_capacity(capacity);
-    let mut value = Vec::with_capacity(capacity);
+    let Allocations {
+        mut time,
+        mut value,
+        keys,
+    } = columns;
+    time.clear();
+    value.clear();
+    let capacity = time.capacity();
     // Network rows have a direction and an interface; gauge rows have neither.
     let mut network_rows = BooleanBufferBuilder::new(capacity);
     let [
@@ -367,7 +404,7 @@ fn hour_batch(
         mut pod_col,
         mut direction,
         mut interface,
-    ] = std::array::from_fn(|_| Column::with_capacity(capacity));
+    ] = keys.map(Column::new);
     let network = metric.value(NETWORK_IO_METRIC);
     let memory = metric.value(MEMORY_METRIC);
     let receive = direction.value("receive");
@@ -392,18 +429,23 @@ fn hour_batch(
             let shares: Vec<f64> = (0..interface_keys.len())
                 .map(|index| traffic::interface_share(interface_keys.len(), index))
                 .collect();
-            for dir in [receive, transmit] {
-                for point in &points {
-                    let total = if dir == receive {
-                        point.receive
-                    } else {
-                        point.transmit
-                    };
-                    for share in &shares {
-                        time.push(point.time);
-                        value.push(traffic::round(total * share));
+            for (dir, total) in [
+                (receive, (|p| p.receive) as fn(&traffic::Point) -> f64),
+                (transmit, |p| p.transmit),
+            ] {
+                if let [only] = interface_keys[..] {
+                    // Most pods: one row a point, in columns extended from exact-size iterators.
+                    time.extend(points.iter().map(|p| p.time));
+                    value.extend(points.iter().map(|p| traffic::round(total(p))));
+                    interface.repeat(only, points.len());
+                } else {
+                    for point in &points {
+                        for share in &shares {
+                            time.push(point.time);
+                            value.push(traffic::round(total(point) * share));
+                        }
+                        interface.keys.extend_from_slice(&interface_keys);
                     }
-                    interface.keys.extend_from_slice(&interface_keys);
                 }
                 direction.repeat(dir, points.len() * interface_keys.len());
             }
