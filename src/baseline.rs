@@ -265,17 +265,16 @@ pub async fn compute_over(
     window: Window,
     rules: &[Rule],
     full: bool,
-    memory_limit: Option<usize>,
+    engine: &crate::session::Engine,
 ) -> Result<(Vec<Baseline>, Source)> {
     if !full && window.is_whole_hours() {
         let (baselines, summary) =
-            crate::rollup::baselines(&store, &window, rules, memory_limit, chrono::Utc::now())
-                .await?;
+            crate::rollup::baselines(&store, &window, rules, engine, chrono::Utc::now()).await?;
         return Ok((baselines, Source::Rollups(summary)));
     }
     let session = SessionBuilder::new(store)
         .window(window)
-        .memory_limit(memory_limit)
+        .engine(engine)
         .build()
         .await?;
     session.warn_about_empty_hours();

@@ -53,6 +53,57 @@ pub enum Command {
     /// Run the config's due jobs once, each due window once and in order, then exit (for cron).
     /// Exits 75 when another runner holds the store.
     RunDue(RunDueArgs),
+    /// Run a process of a Ballista cluster that `--cluster df://HOST:PORT` sends queries to.
+    #[command(subcommand)]
+    Ballista(BallistaCommand),
+}
+
+/// The processes of a Ballista cluster, with iodrift's functions and tables.
+#[derive(Debug, Subcommand)]
+pub enum BallistaCommand {
+    /// The scheduler: plans each client's queries and hands their tasks to executors.
+    Scheduler(SchedulerArgs),
+    /// An executor: joins a scheduler and runs tasks, reading the store itself.
+    Executor(ExecutorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Address the scheduler's gRPC service listens on; clients use df://HOST:PORT of it.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50050")]
+    pub bind: std::net::SocketAddr,
+    /// The host name executors and clients reach this scheduler by (default: the bind address).
+    #[arg(long, value_name = "HOST")]
+    pub external_host: Option<String>,
+    /// Seconds without a heartbeat before an executor counts as lost and its tasks run again
+    /// elsewhere (keep it above the executors' --heartbeat-interval).
+    #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+    pub executor_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler to join: df://HOST:PORT or HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub scheduler: String,
+    /// Address of the executor's Arrow Flight service (shuffle and result partitions).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50051")]
+    pub bind: std::net::SocketAddr,
+    /// Port of the executor's gRPC service, on the bind address's host.
+    #[arg(long, value_name = "PORT", default_value_t = 50052)]
+    pub grpc_port: u16,
+    /// The host name other processes reach this executor by (default: the bind address).
+    #[arg(long, value_name = "HOST")]
+    pub external_host: Option<String>,
+    /// Tasks run at once (default: the machine's cores).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub concurrent_tasks: usize,
+    /// Directory for shuffle files and spills (default: a fresh temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Seconds between heartbeats to the scheduler.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub heartbeat_interval: u64,
 }
 
 /// The window flags shared by the commands that read one.
@@ -70,6 +121,20 @@ pub struct EngineArgs {
     /// aggregations and sorts spill to temporary files. Default: no cap.
     #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
     pub memory_limit: Option<usize>,
+    /// Run the queries on the Ballista cluster of this scheduler (see `iodrift ballista`)
+    /// instead of in this process. The store and the lookups must be paths every process of
+    /// the cluster sees alike, or S3.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub cluster: Option<String>,
+}
+
+impl EngineArgs {
+    pub fn engine(&self) -> crate::session::Engine {
+        crate::session::Engine {
+            memory_limit: self.memory_limit,
+            cluster: self.cluster.clone(),
+        }
+    }
 }
 
 pub fn parse_memory_limit(text: &str) -> Result<usize, String> {

@@ -58,9 +58,14 @@ pub async fn query(session: &Session, rules: &[Rule], filter: Option<&str>) -> R
         let predicate = selected.parse_sql_expr(filter).map_err(bad)?;
         selected = selected.filter(predicate).map_err(bad)?;
     }
-    let order = ["rule", "k8s.cluster.name", "host", "k8s.pod.name"]
-        .map(|name| SortExpr::new(datafusion::prelude::ident(name), true, false));
-    selected.sort(order.to_vec()).map_err(context())
+    selected.sort(order()).map_err(context())
+}
+
+/// Findings in rule, cluster, host and pod order (one finding per pod and rule).
+fn order() -> Vec<SortExpr> {
+    ["rule", "k8s.cluster.name", "host", "k8s.pod.name"]
+        .map(|name| SortExpr::new(datafusion::prelude::ident(name), true, false))
+        .to_vec()
 }
 
 /// The rows of [`query`], run.
@@ -69,11 +74,23 @@ pub async fn batches(
     rules: &[Rule],
     filter: Option<&str>,
 ) -> Result<Vec<RecordBatch>> {
-    query(session, rules, filter)
+    let batches = query(session, rules, filter)
         .await?
         .collect()
         .await
-        .map_err(Error::query("run detection"))
+        .map_err(Error::query("run detection"))?;
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(batches);
+    }
+    // A Ballista cluster hands back its last stage's partitions in no set order: the few
+    // findings are put in order again here, in this process.
+    datafusion::prelude::SessionContext::new()
+        .read_batches(batches)
+        .and_then(|rows| rows.sort(order()))
+        .map_err(Error::query("order findings"))?
+        .collect()
+        .await
+        .map_err(Error::query("order findings"))
 }
 
 /// The findings of `rules` over the session's window, as [`Finding`]s.

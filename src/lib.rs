@@ -4,6 +4,8 @@
 pub mod aws_profile;
 pub mod baseline;
 pub mod cli;
+#[cfg(feature = "ballista")]
+pub mod cluster;
 pub mod compact;
 pub mod error;
 pub mod eval;
@@ -11,6 +13,7 @@ pub mod finding;
 pub mod generate;
 pub mod ingest;
 pub mod location;
+pub mod object_stores;
 pub mod output;
 pub mod repl;
 pub mod rollup;

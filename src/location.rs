@@ -142,6 +142,14 @@ impl Location {
         &self.text
     }
 
+    /// The location as another process reads it: the absolute directory, or the S3 URL.
+    pub fn absolute(&self) -> String {
+        match &self.local {
+            Some(dir) => dir.display().to_string(),
+            None => self.text.clone(),
+        }
+    }
+
     /// The directory, when the location is local.
     pub fn local(&self) -> Option<&std::path::Path> {
         self.local.as_deref()

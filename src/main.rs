@@ -8,8 +8,8 @@ use clap::{Parser, ValueEnum};
 use datafusion::arrow::array::RecordBatch;
 
 use iodrift::cli::{
-    BaselineArgs, Cli, Command, CompactArgs, DemoArgs, DetectArgs, EvalArgs, GenerateArgs,
-    IngestArgs, LogFormat, RunDueArgs, SqlArgs,
+    BallistaCommand, BaselineArgs, Cli, Command, CompactArgs, DemoArgs, DetectArgs, EvalArgs,
+    GenerateArgs, IngestArgs, LogFormat, RunDueArgs, SqlArgs,
 };
 use iodrift::error::{Error, Result};
 use iodrift::generate::{self, Spec};
@@ -54,6 +54,7 @@ fn init_logs(command: &Command) {
     let (level, format) = match command {
         Command::Schedule(args) => ("info", Some(args.log_format)),
         Command::RunDue(args) => ("info", Some(args.schedule.log_format)),
+        Command::Ballista(_) => ("info", Some(LogFormat::Text)),
         _ => ("warn", None),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("IODRIFT_LOG")
@@ -87,7 +88,42 @@ async fn run(cli: Cli) -> Result<()> {
             iodrift::schedule::serve(&config).await
         }
         Command::RunDue(args) => run_due(args, &s3).await,
+        Command::Ballista(command) => ballista(command, &s3).await,
     }
+}
+
+#[cfg(feature = "ballista")]
+async fn ballista(command: BallistaCommand, s3: &S3Options) -> Result<()> {
+    use iodrift::cluster::{ExecutorOptions, SchedulerOptions};
+    match command {
+        BallistaCommand::Scheduler(args) => {
+            let options = SchedulerOptions {
+                bind: args.bind,
+                external_host: args.external_host,
+                executor_timeout: args.executor_timeout,
+            };
+            iodrift::cluster::run_scheduler(options, s3).await
+        }
+        BallistaCommand::Executor(args) => {
+            let options = ExecutorOptions {
+                scheduler: args.scheduler,
+                bind: args.bind,
+                grpc_port: args.grpc_port,
+                external_host: args.external_host,
+                concurrent_tasks: args.concurrent_tasks,
+                work_dir: args.work_dir,
+                heartbeat_interval: args.heartbeat_interval,
+            };
+            iodrift::cluster::run_executor(options, s3).await
+        }
+    }
+}
+
+#[cfg(not(feature = "ballista"))]
+async fn ballista(_: BallistaCommand, _: &S3Options) -> Result<()> {
+    Err(Error::Usage(
+        "this iodrift was built without the `ballista` feature".into(),
+    ))
 }
 
 fn window(earliest: &str, latest: &str, now: Option<&str>) -> Result<Window> {
@@ -103,7 +139,7 @@ async fn baseline(args: BaselineArgs, s3: &S3Options) -> Result<()> {
         window,
         &args.rule.rules(),
         args.full,
-        args.engine.memory_limit,
+        &args.engine.engine(),
     )
     .await?;
     if let iodrift::baseline::Source::Rollups(summary) = source {
@@ -135,7 +171,7 @@ async fn detect(args: DetectArgs, s3: &S3Options) -> Result<Vec<RecordBatch>> {
     let session = SessionBuilder::new(Store::open(Location::parse(&args.store, s3)?)?)
         .window(window)
         .baselines(Location::parse(&args.baselines, s3)?, &rules)
-        .memory_limit(args.engine.memory_limit)
+        .engine(&args.engine.engine())
         .build()
         .await?;
     session.warn_about_empty_hours();
@@ -166,7 +202,7 @@ async fn detect(args: DetectArgs, s3: &S3Options) -> Result<Vec<RecordBatch>> {
 
 async fn sql(args: SqlArgs, s3: &S3Options) -> Result<()> {
     let mut builder = SessionBuilder::new(Store::open(Location::parse(&args.store, s3)?)?)
-        .memory_limit(args.engine.memory_limit);
+        .engine(&args.engine.engine());
     if let (Some(earliest), Some(latest)) = (&args.earliest, &args.latest) {
         builder = builder.window(window(earliest, latest, args.now.now.as_deref())?);
     }
@@ -467,7 +503,7 @@ async fn eval(args: EvalArgs, s3: &S3Options) -> Result<()> {
                 first_day,
                 &rules,
                 true,
-                args.engine.memory_limit,
+                &args.engine.engine(),
             )
             .await?;
             let dir = Location::parse(&computed.path().display().to_string(), s3)?;
@@ -490,7 +526,7 @@ async fn eval(args: EvalArgs, s3: &S3Options) -> Result<()> {
         let session = SessionBuilder::new(Store::open(store.clone())?)
             .window(window)
             .baselines(baselines.clone(), &rules)
-            .memory_limit(args.engine.memory_limit)
+            .engine(&args.engine.engine())
             .build()
             .await?;
         let findings = iodrift::finding::collect(&session, &rules, None).await?;

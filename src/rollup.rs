@@ -139,7 +139,7 @@ pub async fn baselines(
     store: &Store,
     window: &Window,
     rules: &[Rule],
-    memory_limit: Option<usize>,
+    engine: &crate::session::Engine,
     now: DateTime<Utc>,
 ) -> Result<(Vec<Baseline>, Summary)> {
     // A bad DATAFUSION_* setting is an error even when every hour has a current rollup.
@@ -192,7 +192,7 @@ pub async fn baselines(
         };
         let session = SessionBuilder::new(store.clone())
             .window(run_window)
-            .memory_limit(memory_limit)
+            .engine(engine)
             .build()
             .await?;
         let mut per_rule = Vec::new();

@@ -1,28 +1,42 @@
-//! The one place that builds a DataFusion context for iodrift: UDFs, the store's `metrics`
-//! table, both baseline lookups, the `rules` table and every stage view of `sql/`.
+//! The one place that builds a DataFusion context for iodrift: UDFs, object stores, the store's
+//! `metrics` table, both baseline lookups, the `rules` table and every stage view of `sql/`.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use datafusion::common::config::Dialect;
 use datafusion::datasource::MemTable;
+use datafusion::execution::SessionState;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::registry::FunctionRegistry;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col, lit};
 use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
 
 use crate::baseline::Baseline;
 use crate::error::{Error, Result};
-use crate::location::Location;
+use crate::location::{Location, S3Options};
+use crate::object_stores::ObjectStores;
 use crate::rules::{RULES, Rule, SQL};
 use crate::store::{Scan, Store};
 use crate::table;
 use crate::time::{Window, rfc3339};
 use chrono::{DateTime, Utc};
+
+/// Where a session's queries run: in this process, under an optional memory cap, or on a
+/// Ballista cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    /// Cap on the memory this process's DataFusion operators hold; they spill beyond it.
+    pub memory_limit: Option<usize>,
+    /// The Ballista scheduler (`df://HOST:PORT`) that plans and runs every query instead.
+    pub cluster: Option<String>,
+}
 
 /// Configures and builds a [`Session`].
 #[derive(Debug)]
@@ -31,7 +45,7 @@ pub struct SessionBuilder {
     window: Option<Window>,
     baselines: Option<Location>,
     required: Vec<Rule>,
-    memory_limit: Option<usize>,
+    engine: Engine,
 }
 
 /// A ready DataFusion context, and what the store scan found.
@@ -50,7 +64,7 @@ impl SessionBuilder {
             window: None,
             baselines: None,
             required: Vec::new(),
-            memory_limit: None,
+            engine: Engine::default(),
         }
     }
 
@@ -60,9 +74,9 @@ impl SessionBuilder {
         self
     }
 
-    /// Caps the memory of DataFusion's operators at `bytes`; they spill to disk beyond it.
-    pub fn memory_limit(mut self, bytes: Option<usize>) -> SessionBuilder {
-        self.memory_limit = bytes;
+    /// Runs the queries where `engine` says.
+    pub fn engine(mut self, engine: &Engine) -> SessionBuilder {
+        self.engine = engine.clone();
         self
     }
 
@@ -75,18 +89,11 @@ impl SessionBuilder {
 
     pub async fn build(self) -> Result<Session> {
         let config = session_config()?;
-        let mut runtime = RuntimeEnvBuilder::new();
-        if let Some(bytes) = self.memory_limit {
-            let pool = FairSpillPool::new(bytes);
-            runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(
-                pool,
-                NonZeroUsize::new(5).expect("not zero"),
-            )));
-        }
-        let runtime = runtime
-            .build_arc()
-            .map_err(Error::query("start the query engine"))?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let runtime = runtime_env(self.engine.memory_limit, &S3Options::default(), None)?;
+        let ctx = match &self.engine.cluster {
+            None => SessionContext::new_with_config_rt(config, runtime),
+            Some(url) => client_context(url, config, runtime, &self.baselines).await?,
+        };
         iodrift_udfs::register_all(&ctx);
         for place in std::iter::once(self.store.place()).chain(&self.baselines) {
             ctx.register_object_store(place.url().as_ref(), place.objects().clone());
@@ -140,9 +147,13 @@ impl SessionBuilder {
                 }
                 _ => Baseline::empty(rule),
             };
-            register_batch(&ctx, rule.lookup, baseline.batch)?;
+            register(
+                &ctx,
+                rule.lookup,
+                memory_table(rule.lookup, baseline.batch)?,
+            )?;
         }
-        register_batch(&ctx, "rules", rules_batch())?;
+        register(&ctx, "rules", memory_table("rules", rules_batch())?)?;
 
         for (name, sql) in SQL {
             run_script(&ctx, sql)
@@ -242,16 +253,84 @@ fn register_metrics(
     Ok(())
 }
 
-fn register_batch(ctx: &SessionContext, name: &str, batch: RecordBatch) -> Result<()> {
+/// The runtime of every session, and of a cluster's processes: object stores resolved by
+/// [`ObjectStores`] (S3 buckets configured with `s3`), memory capped at `memory_limit`, spills
+/// in `spill_dir` (default: the system's temporary directory).
+pub fn runtime_env(
+    memory_limit: Option<usize>,
+    s3: &S3Options,
+    spill_dir: Option<&std::path::Path>,
+) -> Result<Arc<RuntimeEnv>> {
+    let mut runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(ObjectStores::new(s3.clone())));
+    if let Some(dir) = spill_dir {
+        runtime = runtime.with_temp_file_path(dir);
+    }
+    if let Some(bytes) = memory_limit {
+        let pool = FairSpillPool::new(bytes);
+        runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(
+            pool,
+            NonZeroUsize::new(5).expect("not zero"),
+        )));
+    }
+    runtime
+        .build_arc()
+        .map_err(Error::query("start the query engine"))
+}
+
+/// Adds iodrift's functions to `state`, as [`SessionBuilder::build`] does to its context (for
+/// a cluster's scheduler, whose sessions Ballista builds).
+pub fn register_functions(state: &mut SessionState) -> Result<()> {
+    for udf in iodrift_udfs::all() {
+        state
+            .register_udf(Arc::new(udf))
+            .map_err(Error::query("register iodrift's functions"))?;
+    }
+    for udaf in iodrift_udfs::all_aggregates() {
+        state
+            .register_udaf(Arc::new(udaf))
+            .map_err(Error::query("register iodrift's functions"))?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "ballista")]
+async fn client_context(
+    url: &str,
+    config: SessionConfig,
+    runtime: Arc<RuntimeEnv>,
+    baselines: &Option<Location>,
+) -> Result<SessionContext> {
+    crate::cluster::client_context(url, config, runtime, baselines.clone()).await
+}
+
+#[cfg(not(feature = "ballista"))]
+async fn client_context(
+    url: &str,
+    _config: SessionConfig,
+    _runtime: Arc<RuntimeEnv>,
+    _baselines: &Option<Location>,
+) -> Result<SessionContext> {
+    Err(Error::Usage(format!(
+        "--cluster {url}: this iodrift was built without the `ballista` feature"
+    )))
+}
+
+/// A table of `batch`, held in memory.
+pub fn memory_table(name: &str, batch: RecordBatch) -> Result<Arc<dyn TableProvider>> {
     let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
         .map_err(Error::query(format!("register table {name}")))?;
-    ctx.register_table(name, Arc::new(table))
+    Ok(Arc::new(table))
+}
+
+fn register(ctx: &SessionContext, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {
+    ctx.register_table(name, table)
         .map_err(Error::query(format!("register table {name}")))?;
     Ok(())
 }
 
 /// The `rules` table: each rule's name, ESCU detection name and risk data.
-fn rules_batch() -> RecordBatch {
+pub fn rules_batch() -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
         Field::new("rule", DataType::Utf8, false),
         Field::new("detection", DataType::Utf8, false),

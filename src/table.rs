@@ -47,6 +47,11 @@ pub struct HourTable {
 
 impl HourTable {
     pub fn new(store: &Store, scan: &Scan) -> HourTable {
+        HourTable::from_partitions(store.object_store_url(), scan.partitions.clone())
+    }
+
+    /// The table of `partitions`, files of the object store at `url`.
+    pub fn from_partitions(url: ObjectStoreUrl, partitions: Vec<HourPartition>) -> HourTable {
         let mut fields: Vec<Field> = store::schema()
             .fields()
             .iter()
@@ -54,10 +59,18 @@ impl HourTable {
             .collect();
         fields.push(hour_field());
         HourTable {
-            url: store.object_store_url(),
-            partitions: scan.partitions.clone(),
+            url,
+            partitions,
             schema: Arc::new(Schema::new(fields)),
         }
+    }
+
+    pub fn url(&self) -> &ObjectStoreUrl {
+        &self.url
+    }
+
+    pub fn partitions(&self) -> &[HourPartition] {
+        &self.partitions
     }
 
     /// Whole hours dealt round-robin to `count` groups, each group in time order.

@@ -26,6 +26,7 @@ struct ConfigFile {
     #[serde(default)]
     rules: Option<Vec<String>>,
     memory_limit: Option<String>,
+    cluster: Option<String>,
     s3_endpoint: Option<String>,
     lease: Option<String>,
     #[serde(default)]
@@ -84,7 +85,8 @@ pub struct Config {
     pub baselines: Location,
     pub findings: Location,
     pub rules: Vec<Rule>,
-    pub memory_limit: Option<usize>,
+    /// Where the jobs' queries run: `memory_limit`, and `cluster` (a Ballista scheduler).
+    pub engine: crate::session::Engine,
     /// How long a runner's claim on the store lasts without renewal.
     pub lease: Duration,
     /// Enabled jobs, baselines first: at equal times a detection reads the fresh baseline.
@@ -182,7 +184,10 @@ impl Config {
             baselines: place("baselines", &file.baselines)?,
             findings: place("findings", &file.findings)?,
             rules,
-            memory_limit,
+            engine: crate::session::Engine {
+                memory_limit,
+                cluster: file.cluster.clone(),
+            },
             lease,
             jobs,
         })

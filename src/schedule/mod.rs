@@ -131,8 +131,7 @@ async fn baseline(
     full: bool,
 ) -> Result<Vec<Output>> {
     let (baselines, source) =
-        crate::baseline::compute_over(store, window, &config.rules, full, config.memory_limit)
-            .await?;
+        crate::baseline::compute_over(store, window, &config.rules, full, &config.engine).await?;
     if let crate::baseline::Source::Rollups(summary) = source {
         tracing::info!(
             reused_hours = summary.reused,
@@ -164,7 +163,7 @@ async fn detect(
     let session = SessionBuilder::new(store)
         .window(window)
         .baselines(config.baselines.clone(), &config.rules)
-        .memory_limit(config.memory_limit)
+        .engine(&config.engine)
         .build()
         .await?;
     session.warn_about_empty_hours();

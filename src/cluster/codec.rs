@@ -1,0 +1,273 @@
+//! How iodrift's tables cross the wire to a Ballista scheduler: the store scan, the lookups and
+//! the rules table travel as descriptions, rebuilt where the plan is planned from the same files.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Utc};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::common::{Statistics, TableReference};
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{Extension, LogicalPlan};
+use datafusion_proto_common::protobuf_common;
+use object_store::ObjectMeta;
+use object_store::path::Path;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use ballista_core::serde::BallistaLogicalExtensionCodec;
+use datafusion_proto::logical_plan::LogicalExtensionCodec;
+
+use crate::baseline::Baseline;
+use crate::location::{Location, S3Options};
+use crate::rules::RULES;
+use crate::session;
+use crate::store::{HourPartition, StoreFile};
+use crate::table::HourTable;
+
+/// A table of an iodrift session, as the scheduler rebuilds it.
+#[derive(Debug, Serialize, Deserialize)]
+enum Described {
+    /// The `metrics` scan: the hour files the client listed, with their footers' statistics.
+    Metrics {
+        url: String,
+        partitions: Vec<Partition>,
+    },
+    /// A rule's lookup, read from the CSV in `dir` (absolute path or S3 URL), or empty.
+    Lookup { rule: String, dir: Option<String> },
+    /// The `rules` table, built from the rules compiled into iodrift.
+    Rules,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Partition {
+    hour: DateTime<Utc>,
+    files: Vec<File>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct File {
+    path: String,
+    size: u64,
+    last_modified: DateTime<Utc>,
+    e_tag: Option<String>,
+    version: Option<String>,
+    sorted: bool,
+    /// DataFusion's protobuf of the file's statistics, in base64.
+    statistics: Option<String>,
+}
+
+/// Ballista's logical codec, plus iodrift's tables.
+///
+/// The client encodes; the scheduler decodes, reading lookups with its own S3 settings. The
+/// lookups are the CSV files of the client's `--baselines` directory, which must be a path every
+/// process of the cluster sees alike, or S3.
+#[derive(Debug)]
+pub struct TableCodec {
+    ballista: BallistaLogicalExtensionCodec,
+    baselines: Option<Location>,
+    s3: S3Options,
+}
+
+impl TableCodec {
+    /// The client's codec: lookups come from `baselines`.
+    pub fn client(baselines: Option<Location>) -> TableCodec {
+        TableCodec {
+            ballista: BallistaLogicalExtensionCodec::default(),
+            baselines,
+            s3: S3Options::default(),
+        }
+    }
+
+    /// The scheduler's codec: S3 lookups are read with `s3`.
+    pub fn scheduler(s3: S3Options) -> TableCodec {
+        TableCodec {
+            ballista: BallistaLogicalExtensionCodec::default(),
+            baselines: None,
+            s3,
+        }
+    }
+
+    fn describe(&self, name: &str, table: &Arc<dyn TableProvider>) -> Result<Described> {
+        if let Some(metrics) = table.downcast_ref::<HourTable>() {
+            return Ok(Described::Metrics {
+                url: metrics.url().as_str().to_string(),
+                partitions: metrics.partitions().iter().map(Partition::from).collect(),
+            });
+        }
+        if table.is::<MemTable>() {
+            if name == "rules" {
+                return Ok(Described::Rules);
+            }
+            if let Some(rule) = RULES.iter().find(|r| r.lookup == name) {
+                return Ok(Described::Lookup {
+                    rule: rule.name.to_string(),
+                    dir: self.baselines.as_ref().map(Location::absolute),
+                });
+            }
+        }
+        Err(DataFusionError::NotImplemented(format!(
+            "table {name} cannot run on a cluster: only the store's metrics, the lookups and \
+             rules (and views over them) can"
+        )))
+    }
+
+    async fn rebuild(&self, described: Described) -> crate::Result<Arc<dyn TableProvider>> {
+        match described {
+            Described::Metrics { url, partitions } => {
+                let url = ObjectStoreUrl::parse(&url)
+                    .map_err(crate::Error::query(format!("object store URL {url}")))?;
+                let partitions = partitions
+                    .into_iter()
+                    .map(HourPartition::try_from)
+                    .collect::<Result<_>>()
+                    .map_err(crate::Error::query("decode the store's files"))?;
+                Ok(Arc::new(HourTable::from_partitions(url, partitions)))
+            }
+            Described::Lookup { rule, dir } => {
+                let rule = *RULES.iter().find(|r| r.name == rule).ok_or_else(|| {
+                    crate::Error::Usage(format!("a client asked for unknown rule {rule}"))
+                })?;
+                let baseline = match dir {
+                    Some(dir) => Baseline::read_csv(&Location::parse(&dir, &self.s3)?, rule)
+                        .await?
+                        .unwrap_or_else(|| Baseline::empty(rule)),
+                    None => Baseline::empty(rule),
+                };
+                session::memory_table(rule.lookup, baseline.batch)
+            }
+            Described::Rules => session::memory_table("rules", session::rules_batch()),
+        }
+    }
+}
+
+impl LogicalExtensionCodec for TableCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> Result<Extension> {
+        self.ballista.try_decode(buf, inputs, ctx)
+    }
+
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        self.ballista.try_encode(node, buf)
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        buf: &[u8],
+        table_ref: &TableReference,
+        _schema: SchemaRef,
+        _ctx: &TaskContext,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let described: Described = serde_json::from_slice(buf)
+            .map_err(|e| DataFusionError::Internal(format!("decode table {table_ref}: {e}")))?;
+        // Decoding is synchronous, reading a lookup is not: run it on this runtime's blocking
+        // side (the scheduler decodes on its own worker threads).
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| handle.block_on(self.rebuild(described)))
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        table_ref: &TableReference,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let described = self.describe(table_ref.table(), &node)?;
+        serde_json::to_writer(buf, &described)
+            .map_err(|e| DataFusionError::Internal(format!("encode table {table_ref}: {e}")))
+    }
+
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn FileFormatFactory>> {
+        self.ballista.try_decode_file_format(buf, ctx)
+    }
+
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn FileFormatFactory>,
+    ) -> Result<()> {
+        self.ballista.try_encode_file_format(buf, node)
+    }
+}
+
+impl From<&HourPartition> for Partition {
+    fn from(partition: &HourPartition) -> Partition {
+        Partition {
+            hour: partition.hour,
+            files: partition
+                .files
+                .iter()
+                .map(|file| File {
+                    path: file.meta.location.to_string(),
+                    size: file.meta.size,
+                    last_modified: file.meta.last_modified,
+                    e_tag: file.meta.e_tag.clone(),
+                    version: file.meta.version.clone(),
+                    sorted: file.sorted,
+                    statistics: file.statistics.as_ref().map(|statistics| {
+                        BASE64.encode(
+                            protobuf_common::Statistics::from(statistics.as_ref()).encode_to_vec(),
+                        )
+                    }),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<Partition> for HourPartition {
+    type Error = DataFusionError;
+
+    fn try_from(partition: Partition) -> Result<HourPartition> {
+        let files = partition
+            .files
+            .into_iter()
+            .map(|file| {
+                let statistics = file
+                    .statistics
+                    .map(|text| {
+                        let bytes = BASE64
+                            .decode(text)
+                            .map_err(|e| DataFusionError::Internal(e.to_string()))?;
+                        let proto = protobuf_common::Statistics::decode(bytes.as_slice())
+                            .map_err(|e| DataFusionError::Internal(e.to_string()))?;
+                        Statistics::try_from(&proto)
+                            .map(Arc::new)
+                            .map_err(|e| DataFusionError::Internal(e.to_string()))
+                    })
+                    .transpose()?;
+                Ok(StoreFile {
+                    meta: ObjectMeta {
+                        location: Path::parse(&file.path)
+                            .map_err(|e| DataFusionError::Internal(e.to_string()))?,
+                        last_modified: file.last_modified,
+                        size: file.size,
+                        e_tag: file.e_tag,
+                        version: file.version,
+                    },
+                    statistics,
+                    sorted: file.sorted,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(HourPartition {
+            hour: partition.hour,
+            files,
+        })
+    }
+}

@@ -1,0 +1,276 @@
+//! Both baselines and both detections on a Ballista cluster (a scheduler and two executors
+//! started as `iodrift ballista` processes on 127.0.0.1) give the embedded engine's answers, and
+//! an executor killed during a query gives a clear error or the same answer.
+#![cfg(feature = "ballista")]
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{LOOKUP_FILES, NOW, assert_same_lookups, iodrift, stdout_of};
+
+/// A scheduler and two executors, stopped when dropped.
+struct Cluster {
+    url: String,
+    scheduler: Child,
+    executors: Vec<Child>,
+    logs: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn process(logs: &Path, name: &str, args: &[String]) -> Child {
+    let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("iodrift"))
+        .arg("ballista")
+        .args(args)
+        .env("HOME", std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"))
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} never listened on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let logs = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let scheduler = process(
+            logs.path(),
+            "scheduler",
+            &[
+                "scheduler".into(),
+                "--bind".into(),
+                format!("127.0.0.1:{port}"),
+                "--executor-timeout".into(),
+                "5".into(),
+            ],
+        );
+        wait_for_port(port, "the scheduler");
+        let executors = (0..2)
+            .map(|i| {
+                let (flight, grpc) = (free_port(), free_port());
+                let work = logs.path().join(format!("work-{i}"));
+                std::fs::create_dir_all(&work).unwrap();
+                let child = process(
+                    logs.path(),
+                    &format!("executor-{i}"),
+                    &[
+                        "executor".into(),
+                        "--scheduler".into(),
+                        format!("127.0.0.1:{port}"),
+                        "--bind".into(),
+                        format!("127.0.0.1:{flight}"),
+                        "--grpc-port".into(),
+                        grpc.to_string(),
+                        "--concurrent-tasks".into(),
+                        "2".into(),
+                        "--heartbeat-interval".into(),
+                        "1".into(),
+                        "--work-dir".into(),
+                        work.display().to_string(),
+                    ],
+                );
+                wait_for_port(flight, "an executor's Flight service");
+                wait_for_port(grpc, "an executor's gRPC service");
+                child
+            })
+            .collect();
+        Cluster {
+            url: format!("df://127.0.0.1:{port}"),
+            scheduler,
+            executors,
+            logs,
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for entry in std::fs::read_dir(self.logs.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let log = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                text += &format!("--- {}\n", path.display());
+                for line in tail.into_iter().rev() {
+                    text += line;
+                    text += "\n";
+                }
+            }
+        }
+        text
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.executors.iter_mut().chain([&mut self.scheduler]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn detect(store: &Path, baselines: &Path, cluster: Option<&str>) -> String {
+    let mut command = iodrift();
+    command
+        .args(["detect", "--format", "ndjson", "--now", NOW, "--store"])
+        .arg(store)
+        .arg("--baselines")
+        .arg(baselines);
+    if let Some(url) = cluster {
+        command.args(["--cluster", url]);
+    }
+    stdout_of(&mut command)
+}
+
+fn sql(store: &Path, query: &str, cluster: Option<&str>) -> String {
+    let mut command = iodrift();
+    command
+        .args(["sql", "--format", "csv", "--store"])
+        .arg(store)
+        .args(["-c", query]);
+    if let Some(url) = cluster {
+        command.args(["--cluster", url]);
+    }
+    stdout_of(&mut command)
+}
+
+#[test]
+fn both_rules_on_two_executors_answer_as_the_embedded_engine() {
+    let generated = common::generate(11);
+    let cluster = Cluster::start();
+    let embedded = generated.dir.path().join("embedded");
+    generated.baseline_command(&embedded).assert().success();
+
+    let distributed = generated.dir.path().join("distributed");
+    let output = generated
+        .baseline_command(&distributed)
+        .args(["--cluster", &cluster.url])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        cluster.logs()
+    );
+    assert_same_lookups(&distributed, &embedded);
+
+    let expected = detect(&generated.store, &embedded, None);
+    assert!(
+        expected.lines().count() > 0,
+        "the store's last hours hold findings"
+    );
+    let actual = detect(&generated.store, &distributed, Some(&cluster.url));
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&actual), sorted(&expected), "the same findings");
+    assert_eq!(actual, expected, "in the same order");
+
+    let query = "SELECT count(*) AS rows, sum(value) AS total, count(DISTINCT pod) AS pods \
+                 FROM metrics";
+    assert_eq!(
+        sql(&generated.store, query, Some(&cluster.url)),
+        sql(&generated.store, query, None)
+    );
+}
+
+#[test]
+fn a_scheduler_that_is_not_there_is_a_clear_error() {
+    let generated = common::generate(3);
+    let port = free_port();
+    let output = iodrift()
+        .args(["sql", "-c", "SELECT 1", "--store"])
+        .arg(&generated.store)
+        .args(["--cluster", &format!("df://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("no scheduler answers at 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
+
+/// One executor is killed while the cluster computes both baselines over the whole store: the
+/// run then fails with an error, writing no lookup, or finishes with the embedded lookups.
+#[test]
+fn an_executor_killed_mid_query_gives_an_error_or_the_same_answer() {
+    let generated = common::generate(5);
+    let embedded = generated.dir.path().join("embedded");
+    let distributed = generated.dir.path().join("distributed");
+    let whole_store = |out: &PathBuf| {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("iodrift"));
+        command
+            .args(["baseline", "--full", "--earliest", common::START])
+            .args(["--latest", "2026-03-02T02:00:00Z", "--store"])
+            .arg(&generated.store)
+            .arg("--out")
+            .arg(out)
+            .env("HOME", std::env::temp_dir());
+        command
+    };
+    assert!(whole_store(&embedded).status().unwrap().success());
+
+    let mut cluster = Cluster::start();
+    let mut run = whole_store(&distributed)
+        .args(["--cluster", &cluster.url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut victim = cluster.executors.remove(0);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = run.kill();
+            panic!(
+                "the run neither failed nor finished within 240 s\n{}",
+                cluster.logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    if status.success() {
+        assert_same_lookups(&distributed, &embedded);
+    } else {
+        assert!(stderr.contains("iodrift: error:"), "{stderr}");
+        for name in LOOKUP_FILES {
+            assert!(
+                !distributed.join(name).exists(),
+                "{name} written by a failed run"
+            );
+        }
+    }
+}
