@@ -94,7 +94,7 @@ impl SessionBuilder {
             None => SessionContext::new_with_config_rt(config, runtime),
             Some(url) => client_context(url, config, runtime, &self.baselines).await?,
         };
-        iodrift_udfs::register_all(&ctx);
+        register_functions(&mut ctx.state_ref().write())?;
         for place in std::iter::once(self.store.place()).chain(&self.baselines) {
             ctx.register_object_store(place.url().as_ref(), place.objects().clone());
         }
@@ -278,8 +278,8 @@ pub fn runtime_env(
         .map_err(Error::query("start the query engine"))
 }
 
-/// Adds iodrift's functions to `state`, as [`SessionBuilder::build`] does to its context (for
-/// a cluster's scheduler, whose sessions Ballista builds).
+/// Adds iodrift's functions to `state`: every session's, and a cluster scheduler's (whose
+/// sessions Ballista builds).
 pub fn register_functions(state: &mut SessionState) -> Result<()> {
     for udf in iodrift_udfs::all() {
         state
