@@ -74,23 +74,11 @@ pub async fn batches(
     rules: &[Rule],
     filter: Option<&str>,
 ) -> Result<Vec<RecordBatch>> {
-    let batches = query(session, rules, filter)
+    query(session, rules, filter)
         .await?
         .collect()
         .await
-        .map_err(Error::query("run detection"))?;
-    if batches.iter().all(|b| b.num_rows() == 0) {
-        return Ok(batches);
-    }
-    // A Ballista cluster hands back its last stage's partitions in no set order: the few
-    // findings are put in order again here, in this process.
-    datafusion::prelude::SessionContext::new()
-        .read_batches(batches)
-        .and_then(|rows| rows.sort(order()))
-        .map_err(Error::query("order findings"))?
-        .collect()
-        .await
-        .map_err(Error::query("order findings"))
+        .map_err(Error::query("run detection"))
 }
 
 /// The findings of `rules` over the session's window, as [`Finding`]s.

@@ -40,6 +40,21 @@ fn process(logs: &Path, name: &str, args: &[String]) -> Child {
         .unwrap_or_else(|e| panic!("start {name}: {e}"))
 }
 
+/// Whether an executor's work dir holds a shuffle file (`<job>/<stage>/<partition>/data*`).
+fn holds_shuffle_output(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            holds_shuffle_output(&path)
+        } else {
+            entry.file_name().to_string_lossy().starts_with("data")
+        }
+    })
+}
+
 fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -141,11 +156,24 @@ fn detect(store: &Path, baselines: &Path, cluster: Option<&str>) -> String {
     stdout_of(&mut command)
 }
 
-fn sql(store: &Path, query: &str, cluster: Option<&str>) -> String {
+fn sql(store: &Path, baselines: &Path, query: &str, cluster: Option<&str>) -> String {
     let mut command = iodrift();
     command
-        .args(["sql", "--format", "csv", "--store"])
+        .args([
+            "sql",
+            "--format",
+            "csv",
+            "--now",
+            NOW,
+            "--earliest",
+            "-1h@h",
+            "--latest",
+            "@h",
+        ])
+        .arg("--store")
         .arg(store)
+        .arg("--baselines")
+        .arg(baselines)
         .args(["-c", query]);
     if let Some(url) = cluster {
         command.args(["--cluster", url]);
@@ -191,8 +219,18 @@ fn both_rules_on_two_executors_answer_as_the_embedded_engine() {
     let query = "SELECT count(*) AS rows, sum(value) AS total, count(DISTINCT pod) AS pods \
                  FROM metrics";
     assert_eq!(
-        sql(&generated.store, query, Some(&cluster.url)),
-        sql(&generated.store, query, None)
+        sql(&generated.store, &distributed, query, Some(&cluster.url)),
+        sql(&generated.store, &embedded, query, None)
+    );
+
+    // Any ORDER BY keeps its order on the cluster, not only the findings' own.
+    let query = "SELECT rule, \"k8s.pod.name\", \"count\" FROM findings \
+                 ORDER BY rule DESC, \"k8s.pod.name\"";
+    let ordered = sql(&generated.store, &embedded, query, None);
+    assert!(ordered.lines().count() > 2, "{ordered}");
+    assert_eq!(
+        sql(&generated.store, &distributed, query, Some(&cluster.url)),
+        ordered
     );
 }
 
@@ -241,10 +279,31 @@ fn an_executor_killed_mid_query_gives_an_error_or_the_same_answer() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut victim = cluster.executors.remove(0);
+    // The kill lands on the first executor to hold shuffle output of this job (which a later
+    // stage or the client has yet to read), before the run has ended.
+    let work_dirs: Vec<PathBuf> = (0..cluster.executors.len())
+        .map(|i| cluster.logs.path().join(format!("work-{i}")))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let victim = loop {
+        if let Some(i) = work_dirs.iter().position(|dir| holds_shuffle_output(dir)) {
+            break i;
+        }
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "the run ended before any executor wrote shuffle output\n{}",
+            cluster.logs()
+        );
+        assert!(Instant::now() < deadline, "no shuffle output within 120 s");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut victim = cluster.executors.remove(victim);
     victim.kill().unwrap();
     victim.wait().unwrap();
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the run ended before the kill landed"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(240);
     let status = loop {
@@ -263,8 +322,10 @@ fn an_executor_killed_mid_query_gives_an_error_or_the_same_answer() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
     if status.success() {
+        eprintln!("the cluster retried the lost executor's tasks and finished");
         assert_same_lookups(&distributed, &embedded);
     } else {
+        eprintln!("the run failed: {stderr}");
         assert!(stderr.contains("iodrift: error:"), "{stderr}");
         for name in LOOKUP_FILES {
             assert!(

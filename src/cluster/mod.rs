@@ -69,8 +69,8 @@ pub async fn client_context(
             )));
         }
     }
-    let config =
-        config.with_ballista_logical_extension_codec(Arc::new(TableCodec::client(baselines)));
+    let config = static_planner(config)
+        .with_ballista_logical_extension_codec(Arc::new(TableCodec::client(baselines)));
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
@@ -79,6 +79,15 @@ pub async fn client_context(
     SessionContext::remote_with_state(&format!("df://{host}:{port}"), state)
         .await
         .map_err(Error::query(format!("connect to the scheduler at {url}")))
+}
+
+/// Plans jobs with Ballista's static stage planner. Its adaptive planner (the default in 55.0)
+/// drops the leading `rule` key from the findings' final sort, so a cluster would hand the
+/// findings back in pod order instead of rule, cluster, host and pod order.
+pub(crate) fn static_planner(config: SessionConfig) -> SessionConfig {
+    config
+        .upgrade_for_ballista()
+        .with_ballista_adaptive_query_planner(false)
 }
 
 #[cfg(test)]

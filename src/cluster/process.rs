@@ -14,7 +14,7 @@ use ballista_scheduler::scheduler_process::start_server;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 
-use super::{TableCodec, scheduler_address};
+use super::{TableCodec, scheduler_address, static_planner};
 use crate::error::{Error, Result};
 use crate::location::S3Options;
 use crate::session;
@@ -66,7 +66,7 @@ pub async fn run_scheduler(options: SchedulerOptions, s3: &S3Options) -> Result<
     config.override_logical_codec = Some(Arc::new(TableCodec::scheduler(codec_s3)));
     let state_s3 = s3.clone();
     config.override_session_builder = Some(Arc::new(move |config: SessionConfig| {
-        let state = default_session_builder(config)?;
+        let state = default_session_builder(static_planner(config))?;
         let runtime = session::runtime_env(None, &state_s3, None)
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         let mut state = SessionStateBuilder::new_from_existing(state)
