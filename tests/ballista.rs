@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{LOOKUP_FILES, NOW, assert_same_lookups, iodrift, stdout_of};
+use common::s3::{CREDENTIALS, S3Server};
+use common::{
+    GENERATE, LOOKUP_FILES, NOW, assert_same_lookups, baseline_command, iodrift, stdout_of,
+};
 
 /// A scheduler and two executors, stopped when dropped.
 struct Cluster {
@@ -28,12 +31,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn process(logs: &Path, name: &str, args: &[String]) -> Child {
+fn process(logs: &Path, name: &str, args: &[String], env: &[(&str, String)]) -> Child {
     let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
     std::process::Command::new(assert_cmd::cargo::cargo_bin("iodrift"))
         .arg("ballista")
         .args(args)
         .env("HOME", std::env::temp_dir())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -65,6 +69,11 @@ fn wait_for_port(port: u16, what: &str) {
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with_env(&[])
+    }
+
+    /// A cluster whose processes get `env` (e.g. the S3 endpoint and credentials).
+    fn start_with_env(env: &[(&str, String)]) -> Cluster {
         let logs = tempfile::tempdir().unwrap();
         let port = free_port();
         let scheduler = process(
@@ -77,6 +86,7 @@ impl Cluster {
                 "--executor-timeout".into(),
                 "5".into(),
             ],
+            env,
         );
         wait_for_port(port, "the scheduler");
         let executors = (0..2)
@@ -102,6 +112,7 @@ impl Cluster {
                         "--work-dir".into(),
                         work.display().to_string(),
                     ],
+                    env,
                 );
                 wait_for_port(flight, "an executor's Flight service");
                 wait_for_port(grpc, "an executor's gRPC service");
@@ -334,4 +345,75 @@ fn an_executor_killed_mid_query_gives_an_error_or_the_same_answer() {
             );
         }
     }
+}
+
+/// Store and lookups on an S3-compatible server (moto on 127.0.0.1), reached by every process of
+/// the cluster: the lookups the cluster writes and the findings it returns are the embedded ones.
+#[test]
+fn a_store_and_lookups_on_s3_give_the_embedded_answers() {
+    let server = S3Server::start();
+    server.create_bucket("lake");
+    let mut env: Vec<(&str, String)> = CREDENTIALS
+        .iter()
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect();
+    env.push(("AWS_ENDPOINT", server.endpoint()));
+    let iodrift_s3 = || {
+        let mut command = iodrift();
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        command
+    };
+    iodrift_s3()
+        .args(GENERATE)
+        .args(["--seed", "13", "--out", "s3://lake/store"])
+        .assert()
+        .success();
+    let cluster = Cluster::start_with_env(&env);
+
+    let baseline = |out: &str, on_cluster: bool| {
+        let mut command = baseline_command("s3://lake/store", out);
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        if on_cluster {
+            command.args(["--cluster", &cluster.url]);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            cluster.logs()
+        );
+    };
+    baseline("s3://lake/embedded", false);
+    baseline("s3://lake/distributed", true);
+    for name in LOOKUP_FILES {
+        let embedded = server.get("lake", &format!("embedded/{name}"));
+        assert!(embedded.is_some(), "{name}");
+        assert_eq!(
+            server.get("lake", &format!("distributed/{name}")),
+            embedded,
+            "{name}\n{}",
+            cluster.logs()
+        );
+    }
+
+    let detect = |baselines: &str, cluster: Option<&str>| {
+        let mut command = iodrift_s3();
+        command
+            .args(["detect", "--format", "ndjson", "--now", NOW])
+            .args(["--store", "s3://lake/store", "--baselines", baselines]);
+        if let Some(url) = cluster {
+            command.args(["--cluster", url]);
+        }
+        stdout_of(&mut command)
+    };
+    let expected = detect("s3://lake/embedded", None);
+    assert!(
+        expected.lines().count() > 0,
+        "the store's last hours hold findings"
+    );
+    assert_eq!(
+        detect("s3://lake/distributed", Some(&cluster.url)),
+        expected
+    );
 }

@@ -681,7 +681,7 @@ fn demo_runs_the_main_job() {
 fn the_sample_baselines_are_what_baseline_computes_from_the_sample_store() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
     let out = tempfile::tempdir().unwrap();
-    common::baseline_command(&data.join("store"), out.path())
+    common::baseline_command(data.join("store"), out.path())
         .assert()
         .success();
     common::assert_same_lookups(out.path(), &data.join("baselines"));

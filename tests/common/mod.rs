@@ -6,6 +6,7 @@
 pub mod reference;
 pub mod s3;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -100,7 +101,7 @@ pub const FINDING_FIELDS: [&str; 12] = [
 /// `iodrift baseline --full` over the first day of `store` into `out`: the ESCU computation
 /// from raw rows, which the reference and golden tests hold to the last bit (merged hourly
 /// rollups agree to a few ulps; tests/rollups.rs covers them). It writes nothing into `store`.
-pub fn baseline_command(store: &Path, out: &Path) -> Command {
+pub fn baseline_command(store: impl AsRef<OsStr>, out: impl AsRef<OsStr>) -> Command {
     let mut command = iodrift();
     command
         .args([
