@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Both baselines (--full) over the first HOURS hours of the bench store, embedded and on a local
-# Ballista cluster of 1 and then 2 executors (each running one task at a time), checking that
-# every run writes the embedded run's lookups.
+# Both baselines (--full) over the first HOURS hours of the bench store, then both detections over
+# the last of those hours, embedded and on a local Ballista cluster of 1 and then 2 executors
+# (each running one task at a time), checking that every run gives the embedded run's lookups
+# and findings.
 #   benches/cluster.sh [--hours N] [--runs N]
 # The store is the one benches/run.sh generates (2,000 pods, 168 hours) into ~/.cache/iodrift-bench.
 set -euo pipefail
@@ -42,11 +43,24 @@ wait_port() {
 
 earliest=2026-03-01T00:00:00Z
 latest=$(date -u -d "$earliest + $hours hours" +%Y-%m-%dT%H:%M:%SZ)
+now=$(date -u -d "$latest + 10 minutes" +%Y-%m-%dT%H:%M:%SZ) # detect's window: -70m@m..-10m@m
 baseline() { # OUT [--cluster URL]
     local out=$1
     shift
     "$iodrift" baseline --full --store "$store" --earliest "$earliest" --latest "$latest" \
         --out "$out" "$@" >/dev/null
+}
+detect() { # OUT [--cluster URL]: findings of the window's last hour against the embedded lookups
+    local out=$1
+    shift
+    "$iodrift" detect --store "$store" --baselines "$work/out-embedded-1" --now "$now" \
+        --format ndjson --output "$out" "$@" >/dev/null 2>&1
+}
+same() { # A B: the files are identical
+    cmp -s "$1" "$2" || {
+        echo "$1 differs from $2" >&2
+        exit 1
+    }
 }
 seconds() { # COMMAND...: wall seconds of the command
     local start end
@@ -77,32 +91,37 @@ rows=$("$iodrift" sql --store "$store" --earliest "$earliest" --latest "$latest"
     -c "SELECT count(*) FROM metrics" | tail -1)
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -srm)"
 echo "workload: both baselines (--full) over [$earliest, $latest) of $store: $rows rows; median of $runs runs"
-echo "| engine | wall s | rows/s | speed-up over 1 executor |"
-echo "|---|---:|---:|---:|"
+echo "workload: both detections over [$(date -u -d "$latest - 1 hour" +%H:%M), $(date -u -d "$latest" +%H:%M)) of the last day against the embedded lookups"
+echo "| task | engine | wall s | rows/s | speed-up over 1 executor |"
+echo "|---|---|---:|---:|---:|"
 declare -A wall
 for setup in embedded 1 2; do
-    times=()
+    base_times=() detect_times=()
+    [ "$setup" = embedded ] || start_cluster "$setup"
     for run in $(seq "$runs"); do
         out="$work/out-$setup-$run"
-        if [ "$setup" = embedded ]; then
-            times+=("$(seconds baseline "$out")")
-        else
-            [ "$run" = 1 ] && start_cluster "$setup"
-            times+=("$(seconds baseline "$out" --cluster df://127.0.0.1:50150)")
-            cmp -s "$out/k8s_container_network_io_baseline.csv" \
-                "$work/out-embedded-1/k8s_container_network_io_baseline.csv" &&
-                cmp -s "$out/k8s_container_network_io_ratio_baseline.csv" \
-                    "$work/out-embedded-1/k8s_container_network_io_ratio_baseline.csv" || {
-                echo "$setup executors wrote other lookups than the embedded engine" >&2
-                exit 1
-            }
-        fi
+        cluster=()
+        [ "$setup" = embedded ] || cluster=(--cluster df://127.0.0.1:50150)
+        base_times+=("$(seconds baseline "$out" "${cluster[@]}")")
+        detect_times+=("$(seconds detect "$out.ndjson" "${cluster[@]}")")
+        for file in k8s_container_network_io_baseline.csv k8s_container_network_io_ratio_baseline.csv; do
+            same "$out/$file" "$work/out-embedded-1/$file"
+        done
+        same "$out.ndjson" "$work/out-embedded-1.ndjson"
     done
-    wall[$setup]=$(printf '%s\n' "${times[@]}" | median)
-done
-for setup in embedded 1 2; do
-    name=$([ "$setup" = embedded ] && echo "embedded (one process, all cores)" || echo "Ballista, $setup executor(s) x 1 task")
-    awk -v name="$name" -v wall="${wall[$setup]}" -v rows="$rows" -v one="${wall[1]}" \
-        'BEGIN { printf "| %s | %.2f | %.0f | %.2f |\n", name, wall, rows / wall, one / wall }'
+    wall[baseline-$setup]=$(printf '%s\n' "${base_times[@]}" | median)
+    wall[detect-$setup]=$(printf '%s\n' "${detect_times[@]}" | median)
 done
 stop
+[ -s "$work/out-embedded-1.ndjson" ] || echo "note: the last hour has no findings" >&2
+detect_rows=$("$iodrift" sql --store "$store" --earliest "$(date -u -d "$latest - 1 hour" +%Y-%m-%dT%H:%M:%SZ)" \
+    --latest "$latest" --format csv -c "SELECT count(*) FROM metrics" | tail -1)
+for task in baseline detect; do
+    task_rows=$([ "$task" = baseline ] && echo "$rows" || echo "$detect_rows")
+    for setup in embedded 1 2; do
+        name=$([ "$setup" = embedded ] && echo "embedded (one process, all cores)" || echo "Ballista, $setup executor(s) x 1 task")
+        awk -v task="$task" -v name="$name" -v wall="${wall[$task-$setup]}" -v rows="$task_rows" \
+            -v one="${wall[$task-1]}" \
+            'BEGIN { printf "| %s | %s | %.2f | %.0f | %.2f |\n", task, name, wall, rows / wall, one / wall }'
+    done
+done
