@@ -243,6 +243,34 @@ fn both_rules_on_two_executors_answer_as_the_embedded_engine() {
         sql(&generated.store, &distributed, query, Some(&cluster.url)),
         ordered
     );
+
+    // An external table over files every process sees runs there; a table held in the client's
+    // memory is refused while planning, by name.
+    let query = format!(
+        "CREATE EXTERNAL TABLE lookup STORED AS CSV LOCATION '{}' \
+         OPTIONS ('format.has_header' 'true'); SELECT count(*) AS keys FROM lookup",
+        distributed.join(LOOKUP_FILES[0]).display()
+    );
+    assert_eq!(
+        sql(&generated.store, &distributed, &query, Some(&cluster.url)),
+        sql(&generated.store, &embedded, &query, None)
+    );
+    let output = iodrift()
+        .args(["sql", "--store"])
+        .arg(&generated.store)
+        .args(["--cluster", &cluster.url])
+        .args([
+            "-c",
+            "CREATE TABLE scratch AS SELECT 1 AS x; SELECT * FROM scratch",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("table scratch cannot run on a cluster") && !stderr.contains("bug"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -8,13 +8,20 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
+use datafusion::catalog::cte_worktable::CteWorkTable;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Statistics, TableReference};
-use datafusion::datasource::MemTable;
+use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::source_as_provider;
+use datafusion::datasource::{MemTable, ViewTable};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Extension, LogicalPlan};
+use datafusion::optimizer::AnalyzerRule;
 use datafusion_proto_common::protobuf_common;
 use object_store::ObjectMeta;
 use object_store::path::Path;
@@ -94,6 +101,31 @@ impl TableCodec {
         }
     }
 
+    /// Fails, naming the table, when `plan` scans a table that cannot be sent to a scheduler.
+    pub fn check_sendable(&self, plan: &LogicalPlan) -> Result<()> {
+        plan.apply_with_subqueries(|node| {
+            let LogicalPlan::TableScan(scan) = node else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            let Ok(table) = source_as_provider(&scan.source) else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            if let Some(view) = table.downcast_ref::<ViewTable>() {
+                self.check_sendable(view.logical_plan())?;
+            } else if !(table.is::<ListingTable>()
+                || table.is::<CteWorkTable>()
+                || table.is::<EmptyTable>())
+            {
+                let name = scan.table_name.table();
+                if self.describe(name, &table).is_err() {
+                    return Err(DataFusionError::Plan(unsendable(name)));
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map(|_| ())
+    }
+
     fn describe(&self, name: &str, table: &Arc<dyn TableProvider>) -> Result<Described> {
         if let Some(metrics) = table.downcast_ref::<HourTable>() {
             return Ok(Described::Metrics {
@@ -112,10 +144,7 @@ impl TableCodec {
                 });
             }
         }
-        Err(DataFusionError::NotImplemented(format!(
-            "table {name} cannot run on a cluster: only the store's metrics, the lookups and \
-             rules (and views over them) can"
-        )))
+        Err(DataFusionError::NotImplemented(unsendable(name)))
     }
 
     async fn rebuild(&self, described: Described) -> crate::Result<Arc<dyn TableProvider>> {
@@ -269,5 +298,28 @@ impl TryFrom<Partition> for HourPartition {
             hour: partition.hour,
             files,
         })
+    }
+}
+
+fn unsendable(table: &str) -> String {
+    format!(
+        "table {table} cannot run on a cluster: only the store's metrics, the lookups, rules, \
+         external tables and views over them can"
+    )
+}
+
+/// The client's check, before a plan leaves for the scheduler, that [`TableCodec`] can send
+/// every table it scans: a clear planning error instead of a failed serialization.
+#[derive(Debug)]
+pub struct SendableTables(pub Arc<TableCodec>);
+
+impl AnalyzerRule for SendableTables {
+    fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> Result<LogicalPlan> {
+        self.0.check_sendable(&plan)?;
+        Ok(plan)
+    }
+
+    fn name(&self) -> &str {
+        "the tables a cluster can read"
     }
 }

@@ -13,7 +13,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-pub use codec::TableCodec;
+pub use codec::{SendableTables, TableCodec};
 pub use process::{ExecutorOptions, SchedulerOptions, run_executor, run_scheduler};
 
 use crate::error::{Error, Result};
@@ -69,16 +69,18 @@ pub async fn client_context(
             )));
         }
     }
-    let config = static_planner(config)
-        .with_ballista_logical_extension_codec(Arc::new(TableCodec::client(baselines)));
+    let codec = Arc::new(TableCodec::client(baselines));
+    let config = static_planner(config).with_ballista_logical_extension_codec(codec.clone());
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
         .with_runtime_env(runtime)
         .build();
-    SessionContext::remote_with_state(&format!("df://{host}:{port}"), state)
+    let context = SessionContext::remote_with_state(&format!("df://{host}:{port}"), state)
         .await
-        .map_err(Error::query(format!("connect to the scheduler at {url}")))
+        .map_err(Error::query(format!("connect to the scheduler at {url}")))?;
+    context.add_analyzer_rule(Arc::new(SendableTables(codec)));
+    Ok(context)
 }
 
 /// Plans jobs with Ballista's static stage planner. Its adaptive planner (the default in 55.0)
