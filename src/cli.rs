@@ -104,6 +104,11 @@ pub struct ExecutorArgs {
     /// Seconds between heartbeats to the scheduler.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub heartbeat_interval: u64,
+    /// Memory the executor's tasks hold together (e.g. 8GiB), split evenly across
+    /// --concurrent-tasks; beyond its share a task's aggregations and sorts spill to the work
+    /// dir. Default: 70 % of the host's (or the container's) memory.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
+    pub memory_limit: Option<usize>,
 }
 
 /// The window flags shared by the commands that read one.

@@ -113,6 +113,7 @@ async fn ballista(command: BallistaCommand, s3: &S3Options) -> Result<()> {
                 concurrent_tasks: args.concurrent_tasks,
                 work_dir: args.work_dir,
                 heartbeat_interval: args.heartbeat_interval,
+                memory_limit: args.memory_limit,
             };
             iodrift::cluster::run_executor(options, s3).await
         }

@@ -109,6 +109,8 @@ impl Cluster {
                         "2".into(),
                         "--heartbeat-interval".into(),
                         "1".into(),
+                        "--memory-limit".into(),
+                        "256MiB".into(),
                         "--work-dir".into(),
                         work.display().to_string(),
                     ],
@@ -212,6 +214,14 @@ fn both_rules_on_two_executors_answer_as_the_embedded_engine() {
         cluster.logs()
     );
     assert_same_lookups(&distributed, &embedded);
+    for executor in ["executor-0", "executor-1"] {
+        let log = std::fs::read_to_string(cluster.logs.path().join(format!("{executor}.log")));
+        assert!(
+            log.unwrap().contains("Executor memory pool: 256.0 MiB"),
+            "--memory-limit reaches the executors' pool\n{}",
+            cluster.logs()
+        );
+    }
 
     let expected = detect(&generated.store, &embedded, None);
     assert!(

@@ -46,6 +46,8 @@ pub struct ExecutorOptions {
     /// Shuffle files and spills (default: a fresh temporary directory).
     pub work_dir: Option<PathBuf>,
     pub heartbeat_interval: u64,
+    /// Bytes all tasks hold together before spilling (default: Ballista's share of the host).
+    pub memory_limit: Option<usize>,
 }
 
 /// Runs a scheduler until the process is stopped.
@@ -115,6 +117,7 @@ pub async fn run_executor(options: ExecutorOptions, s3: &S3Options) -> Result<()
             .as_ref()
             .map(|dir| dir.display().to_string()),
         executor_heartbeat_interval_seconds: options.heartbeat_interval,
+        memory_pool_size: options.memory_limit.map(|bytes| bytes as u64),
         override_function_registry: Some(Arc::new(functions)),
         override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| {
             session::runtime_env(None, &s3, work_dir.as_deref())
