@@ -385,17 +385,23 @@ fn an_executor_killed_mid_query_gives_an_error_or_the_same_answer() {
     }
 }
 
+/// The environment that points a process at `server`: endpoint and test credentials.
+fn s3_env(server: &S3Server) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&str, String)> = CREDENTIALS
+        .iter()
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect();
+    env.push(("AWS_ENDPOINT", server.endpoint()));
+    env
+}
+
 /// Store and lookups on an S3-compatible server (moto on 127.0.0.1), reached by every process of
 /// the cluster: the lookups the cluster writes and the findings it returns are the embedded ones.
 #[test]
 fn a_store_and_lookups_on_s3_give_the_embedded_answers() {
     let server = S3Server::start();
     server.create_bucket("lake");
-    let mut env: Vec<(&str, String)> = CREDENTIALS
-        .iter()
-        .map(|(k, v)| (*k, v.to_string()))
-        .collect();
-    env.push(("AWS_ENDPOINT", server.endpoint()));
+    let env = s3_env(&server);
     let iodrift_s3 = || {
         let mut command = iodrift();
         command.envs(env.iter().map(|(k, v)| (k, v)));
@@ -453,5 +459,42 @@ fn a_store_and_lookups_on_s3_give_the_embedded_answers() {
     assert_eq!(
         detect("s3://lake/distributed", Some(&cluster.url)),
         expected
+    );
+}
+
+/// Lookups the client reads but the scheduler cannot (here: its S3 endpoint is another server)
+/// are an error naming them, never a detection against empty lookups.
+#[test]
+fn lookups_the_scheduler_cannot_read_are_an_error_not_empty_lookups() {
+    let (clients, schedulers) = (S3Server::start(), S3Server::start());
+    for server in [&clients, &schedulers] {
+        server.create_bucket("lake");
+    }
+    let client_env = s3_env(&clients);
+    let generated = common::generate(17);
+    baseline_command(&generated.store, "s3://lake/baselines")
+        .envs(client_env.iter().map(|(k, v)| (k, v)))
+        .assert()
+        .success();
+    let cluster = Cluster::start_with_env(&s3_env(&schedulers));
+
+    let output = iodrift()
+        .envs(client_env.iter().map(|(k, v)| (k, v)))
+        .args(["detect", "--now", NOW, "--store"])
+        .arg(&generated.store)
+        .args([
+            "--baselines",
+            "s3://lake/baselines",
+            "--cluster",
+            &cluster.url,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("k8s_container_network_io") && stderr.contains("the scheduler 0"),
+        "{stderr}\n{}",
+        cluster.logs()
     );
 }

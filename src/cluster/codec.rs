@@ -46,8 +46,13 @@ enum Described {
         url: String,
         partitions: Vec<Partition>,
     },
-    /// A rule's lookup, read from the CSV in `dir` (absolute path or S3 URL), or empty.
-    Lookup { rule: String, dir: Option<String> },
+    /// A rule's lookup, read from the CSV in `dir` (absolute path or S3 URL), or empty; `keys`
+    /// is how many rows the client read there, which the scheduler must read too.
+    Lookup {
+        rule: String,
+        dir: Option<String>,
+        keys: usize,
+    },
     /// The `rules` table, built from the rules compiled into iodrift.
     Rules,
 }
@@ -133,7 +138,7 @@ impl TableCodec {
                 partitions: metrics.partitions().iter().map(Partition::from).collect(),
             });
         }
-        if table.is::<MemTable>() {
+        if let Some(memory) = table.downcast_ref::<MemTable>() {
             if name == "rules" {
                 return Ok(Described::Rules);
             }
@@ -141,6 +146,7 @@ impl TableCodec {
                 return Ok(Described::Lookup {
                     rule: rule.name.to_string(),
                     dir: self.baselines.as_ref().map(Location::absolute),
+                    keys: rows_of(memory)?,
                 });
             }
         }
@@ -159,16 +165,26 @@ impl TableCodec {
                     .map_err(crate::Error::query("decode the store's files"))?;
                 Ok(Arc::new(HourTable::from_partitions(url, partitions)))
             }
-            Described::Lookup { rule, dir } => {
+            Described::Lookup { rule, dir, keys } => {
                 let rule = *RULES.iter().find(|r| r.name == rule).ok_or_else(|| {
                     crate::Error::Usage(format!("a client asked for unknown rule {rule}"))
                 })?;
-                let baseline = match dir {
-                    Some(dir) => Baseline::read_csv(&Location::parse(&dir, &self.s3)?, rule)
+                let baseline = match &dir {
+                    Some(dir) => Baseline::read_csv(&Location::parse(dir, &self.s3)?, rule)
                         .await?
                         .unwrap_or_else(|| Baseline::empty(rule)),
                     None => Baseline::empty(rule),
                 };
+                let read = baseline.batch.num_rows();
+                if read != keys {
+                    return Err(crate::Error::Usage(format!(
+                        "{}: the client read {keys} keys from {}, the scheduler {read}: \
+                         --baselines must be a location every process of the cluster reads \
+                         alike (a shared path, or S3 with the same endpoint and credentials)",
+                        rule.lookup,
+                        dir.as_deref().unwrap_or("nowhere"),
+                    )));
+                }
                 session::memory_table(rule.lookup, baseline.batch)
             }
             Described::Rules => session::memory_table("rules", session::rules_batch()),
@@ -299,6 +315,16 @@ impl TryFrom<Partition> for HourPartition {
             files,
         })
     }
+}
+
+/// The rows a client's in-memory table holds.
+fn rows_of(table: &MemTable) -> Result<usize> {
+    table.batches.iter().try_fold(0, |rows, partition| {
+        let batches = partition
+            .try_read()
+            .map_err(|_| DataFusionError::Internal("a lookup table is being written to".into()))?;
+        Ok(rows + batches.iter().map(|b| b.num_rows()).sum::<usize>())
+    })
 }
 
 fn unsendable(table: &str) -> String {
