@@ -106,51 +106,20 @@ impl TableCodec {
         }
     }
 
-    /// Fails, naming the table, when `plan` scans a table that cannot be sent to a scheduler.
-    pub fn check_sendable(&self, plan: &LogicalPlan) -> Result<()> {
-        plan.apply_with_subqueries(|node| {
-            let LogicalPlan::TableScan(scan) = node else {
-                return Ok(TreeNodeRecursion::Continue);
-            };
-            let Ok(table) = source_as_provider(&scan.source) else {
-                return Ok(TreeNodeRecursion::Continue);
-            };
-            if let Some(view) = table.downcast_ref::<ViewTable>() {
-                self.check_sendable(view.logical_plan())?;
-            } else if !(table.is::<ListingTable>()
-                || table.is::<CteWorkTable>()
-                || table.is::<EmptyTable>())
-            {
-                let name = scan.table_name.table();
-                if self.describe(name, &table).is_err() {
-                    return Err(DataFusionError::Plan(unsendable(name)));
-                }
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })
-        .map(|_| ())
-    }
-
     fn describe(&self, name: &str, table: &Arc<dyn TableProvider>) -> Result<Described> {
-        if let Some(metrics) = table.downcast_ref::<HourTable>() {
-            return Ok(Described::Metrics {
+        match sendable(name, table) {
+            Some(Sendable::Metrics(metrics)) => Ok(Described::Metrics {
                 url: metrics.url().as_str().to_string(),
                 partitions: metrics.partitions().iter().map(Partition::from).collect(),
-            });
+            }),
+            Some(Sendable::Lookup(rule, memory)) => Ok(Described::Lookup {
+                rule: rule.to_string(),
+                dir: self.baselines.as_ref().map(Location::absolute),
+                keys: rows_of(memory)?,
+            }),
+            Some(Sendable::Rules) => Ok(Described::Rules),
+            None => Err(DataFusionError::NotImplemented(unsendable(name))),
         }
-        if let Some(memory) = table.downcast_ref::<MemTable>() {
-            if name == "rules" {
-                return Ok(Described::Rules);
-            }
-            if let Some(rule) = RULES.iter().find(|r| r.lookup == name) {
-                return Ok(Described::Lookup {
-                    rule: rule.name.to_string(),
-                    dir: self.baselines.as_ref().map(Location::absolute),
-                    keys: rows_of(memory)?,
-                });
-            }
-        }
-        Err(DataFusionError::NotImplemented(unsendable(name)))
     }
 
     async fn rebuild(&self, described: Described) -> crate::Result<Arc<dyn TableProvider>> {
@@ -317,6 +286,27 @@ impl TryFrom<Partition> for HourPartition {
     }
 }
 
+/// One of iodrift's tables that the codec sends as a description.
+enum Sendable<'a> {
+    Metrics(&'a HourTable),
+    /// The lookup of the rule of this name.
+    Lookup(&'static str, &'a MemTable),
+    Rules,
+}
+
+/// Which of iodrift's sendable tables `table`, registered as `name`, is.
+fn sendable<'a>(name: &str, table: &'a Arc<dyn TableProvider>) -> Option<Sendable<'a>> {
+    if let Some(metrics) = table.downcast_ref::<HourTable>() {
+        return Some(Sendable::Metrics(metrics));
+    }
+    let memory = table.downcast_ref::<MemTable>()?;
+    if name == "rules" {
+        return Some(Sendable::Rules);
+    }
+    let rule = RULES.iter().find(|r| r.lookup == name)?;
+    Some(Sendable::Lookup(rule.name, memory))
+}
+
 /// The rows a client's in-memory table holds.
 fn rows_of(table: &MemTable) -> Result<usize> {
     table.batches.iter().try_fold(0, |rows, partition| {
@@ -334,14 +324,39 @@ fn unsendable(table: &str) -> String {
     )
 }
 
-/// The client's check, before a plan leaves for the scheduler, that [`TableCodec`] can send
-/// every table it scans: a clear planning error instead of a failed serialization.
+/// The client's check, before a plan leaves for the scheduler, that the codec can send every
+/// table it scans: a clear planning error instead of a failed serialization.
 #[derive(Debug)]
-pub struct SendableTables(pub Arc<TableCodec>);
+pub(super) struct SendableTables;
+
+impl SendableTables {
+    fn check(plan: &LogicalPlan) -> Result<()> {
+        plan.apply_with_subqueries(|node| {
+            let LogicalPlan::TableScan(scan) = node else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            let Ok(table) = source_as_provider(&scan.source) else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            let name = scan.table_name.table();
+            if let Some(view) = table.downcast_ref::<ViewTable>() {
+                SendableTables::check(view.logical_plan())?;
+            } else if !(table.is::<ListingTable>()
+                || table.is::<CteWorkTable>()
+                || table.is::<EmptyTable>()
+                || sendable(name, &table).is_some())
+            {
+                return Err(DataFusionError::Plan(unsendable(name)));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map(|_| ())
+    }
+}
 
 impl AnalyzerRule for SendableTables {
     fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> Result<LogicalPlan> {
-        self.0.check_sendable(&plan)?;
+        SendableTables::check(&plan)?;
         Ok(plan)
     }
 

@@ -13,7 +13,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-pub use codec::{SendableTables, TableCodec};
+pub use codec::TableCodec;
 pub use process::{ExecutorOptions, SchedulerOptions, run_executor, run_scheduler};
 
 use crate::error::{Error, Result};
@@ -70,7 +70,7 @@ pub async fn client_context(
         }
     }
     let codec = Arc::new(TableCodec::client(baselines));
-    let config = static_planner(config).with_ballista_logical_extension_codec(codec.clone());
+    let config = static_planner(config).with_ballista_logical_extension_codec(codec);
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
@@ -79,7 +79,7 @@ pub async fn client_context(
     let context = SessionContext::remote_with_state(&format!("df://{host}:{port}"), state)
         .await
         .map_err(Error::query(format!("connect to the scheduler at {url}")))?;
-    context.add_analyzer_rule(Arc::new(SendableTables(codec)));
+    context.add_analyzer_rule(Arc::new(codec::SendableTables));
     Ok(context)
 }
 
