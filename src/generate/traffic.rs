@@ -205,22 +205,18 @@ fn daily_sine(turns: f64) -> f64 {
     low + (x - i as f64) * (high - low)
 }
 
-/// `x.round()` (half away from zero) without the libm call that `round` is on baseline x86-64.
+/// `x.round()` (half away from zero) without the libm call that `round` is on baseline x86-64,
+/// and without a branch on the fraction, which is as often above one half as below.
 pub fn round(x: f64) -> f64 {
     const INTEGRAL: f64 = 4_503_599_627_370_496.0; // 2^52: every double this large is an integer
     if x.is_nan() || x.abs() >= INTEGRAL {
         return x;
     }
+    // Exact below 2^52: the truncation, and the fraction it leaves.
     let truncated = x as i64 as f64;
-    let fraction = x - truncated;
-    if fraction >= 0.5 {
-        truncated + 1.0
-    } else if fraction <= -0.5 {
-        truncated - 1.0
-    } else {
-        // Keeps the sign of a negative value rounding to zero, as `round` does.
-        truncated.copysign(x)
-    }
+    let away = f64::from(u8::from((x - truncated).abs() >= 0.5));
+    // `copysign` keeps the sign of a negative value rounding to zero, as `round` does.
+    (truncated + away.copysign(x)).copysign(x)
 }
 
 /// When scrape `k` of `pod` happened, or `None` when it was missed or the pod was not running.
