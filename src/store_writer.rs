@@ -5,6 +5,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, DictionaryArray, RecordBatch};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Int32Type};
 use datafusion::parquet::arrow::ArrowSchemaConverter;
 use datafusion::parquet::arrow::add_encoded_arrow_schema_to_metadata;
@@ -130,24 +131,38 @@ fn encode_dictionary_chunk(
     }
     let mut remap = vec![u32::MAX; values.len()];
     let mut used: Vec<usize> = Vec::new();
-    let mut index_of = |key: &i32| {
-        let slot = &mut remap[*key as usize];
+    let mut index_of = |key: i32| {
+        let slot = &mut remap[key as usize];
         if *slot == u32::MAX {
             *slot = used.len() as u32;
-            used.push(*key as usize);
+            used.push(key as usize);
         }
         *slot
     };
-    let mut indices: Vec<u32> =
-        Vec::with_capacity(array.len() - nulls.as_ref().map_or(0, |n| n.null_count()));
+    // Label columns hold long runs of one key, so the rows are read as runs and encoded as such.
+    let mut runs: Vec<(u32, usize)> = Vec::new();
+    let mut add_runs = |keys: &[i32]| {
+        let mut start = 0;
+        while start < keys.len() {
+            let key = keys[start];
+            let length = run_length(&keys[start..], key);
+            let index = index_of(key);
+            match runs.last_mut() {
+                Some((last, count)) if *last == index => *count += length,
+                _ => runs.push((index, length)),
+            }
+            start += length;
+        }
+    };
     match &nulls {
-        None => indices.extend(keys.values().iter().map(&mut index_of)),
+        None => add_runs(keys.values()),
         Some(nulls) => {
             for (start, end) in nulls.valid_slices() {
-                indices.extend(keys.values()[start..end].iter().map(&mut index_of));
+                add_runs(&keys.values()[start..end]);
             }
         }
     }
+    let mut indices = RunCursor::new(&runs);
 
     let mut sink = TrackedWrite::new(Vec::new());
     let mut pages = SerializedPageWriter::new(&mut sink);
@@ -173,9 +188,8 @@ fn encode_dictionary_chunk(
 
     let bit_width = bits_for(used.len().saturating_sub(1) as u32);
     let page_rows = properties.data_page_row_count_limit().max(1);
-    let mut next_index = 0;
     let mut buffer = Vec::new();
-    let mut levels = Vec::new();
+    let mut page_runs = Vec::new();
     for first_row in (0..array.len()).step_by(page_rows) {
         let rows = page_rows.min(array.len() - first_row);
         buffer.clear();
@@ -183,11 +197,7 @@ fn encode_dictionary_chunk(
         if descr.max_def_level() == 1 {
             let mut encoded = Vec::new();
             match &page_nulls {
-                Some(page_nulls) => {
-                    levels.clear();
-                    levels.extend(page_nulls.iter().map(u32::from));
-                    encode_hybrid(&levels, 1, &mut encoded);
-                }
+                Some(page_nulls) => encode_hybrid(&level_runs(page_nulls), 1, &mut encoded),
                 None => write_run(1, rows, 1, &mut encoded),
             }
             buffer.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
@@ -195,12 +205,8 @@ fn encode_dictionary_chunk(
         }
         let present = rows - page_nulls.map_or(0, |n| n.null_count());
         buffer.push(bit_width);
-        encode_hybrid(
-            &indices[next_index..next_index + present],
-            bit_width,
-            &mut buffer,
-        );
-        next_index += present;
+        indices.take(present, &mut page_runs);
+        encode_hybrid(&page_runs, bit_width, &mut buffer);
         let page = Page::DataPage {
             buf: codec.compress(&buffer)?,
             num_values: rows as u32,
@@ -236,7 +242,7 @@ fn encode_dictionary_chunk(
             in_use().min().map(to_bytes),
             in_use().max().map(to_bytes),
             None,
-            Some((array.len() - indices.len()) as u64),
+            Some(nulls.as_ref().map_or(0, |n| n.null_count()) as u64),
             false,
         ));
     }
@@ -287,18 +293,69 @@ fn bits_for(max: u32) -> u8 {
     (32 - max.leading_zeros()) as u8
 }
 
-/// Appends `values` in Parquet's RLE/bit-packing hybrid encoding with `bit_width` bits a value:
-/// runs of 8 or more equal values as RLE runs, the rest bit-packed in groups of 8 (the last group
-/// padded with zeros, which a reader skips by the page's value count).
-fn encode_hybrid(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
+/// How many values from the start of `values` equal `value`.
+fn run_length(values: &[i32], value: i32) -> usize {
+    values
+        .iter()
+        .position(|v| *v != value)
+        .unwrap_or(values.len())
+}
+
+/// The definition levels of `nulls`' rows (1 valid, 0 null) as runs.
+fn level_runs(nulls: &NullBuffer) -> Vec<(u32, usize)> {
+    let mut runs = Vec::new();
+    let mut next = 0;
+    for (start, end) in nulls.valid_slices() {
+        if start > next {
+            runs.push((0, start - next));
+        }
+        runs.push((1, end - start));
+        next = end;
+    }
+    if nulls.len() > next {
+        runs.push((0, nulls.len() - next));
+    }
+    runs
+}
+
+/// Reads runs of values in pieces of a given number of values.
+struct RunCursor<'a> {
+    runs: &'a [(u32, usize)],
+    /// Values of `runs[0]` already taken.
+    taken: usize,
+}
+
+impl<'a> RunCursor<'a> {
+    fn new(runs: &'a [(u32, usize)]) -> RunCursor<'a> {
+        RunCursor { runs, taken: 0 }
+    }
+
+    /// Replaces `out` with the runs of the next `count` values.
+    fn take(&mut self, mut count: usize, out: &mut Vec<(u32, usize)>) {
+        out.clear();
+        while count > 0 {
+            let Some(&(value, length)) = self.runs.first() else {
+                break;
+            };
+            let piece = (length - self.taken).min(count);
+            out.push((value, piece));
+            count -= piece;
+            self.taken += piece;
+            if self.taken == length {
+                self.runs = &self.runs[1..];
+                self.taken = 0;
+            }
+        }
+    }
+}
+
+/// Appends the values of `runs` (value, count) in Parquet's RLE/bit-packing hybrid encoding
+/// with `bit_width` bits a value: runs of 8 or more equal values as RLE runs, the rest
+/// bit-packed in groups of 8 (the last group padded with zeros, which a reader skips by the
+/// page's value count).
+fn encode_hybrid(runs: &[(u32, usize)], bit_width: u8, out: &mut Vec<u8>) {
     let mut literals: Vec<u32> = Vec::new();
-    let mut start = 0;
-    while start < values.len() {
-        let value = values[start];
-        let count = values[start..]
-            .iter()
-            .position(|v| *v != value)
-            .unwrap_or(values.len() - start);
+    for &(value, count) in runs {
         // A run first fills the pending literals up to a whole group, if it stays a run then.
         let fill = (8 - literals.len() % 8) % 8;
         if count >= fill + 8 {
@@ -308,7 +365,6 @@ fn encode_hybrid(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
         } else {
             literals.extend(std::iter::repeat_n(value, count));
         }
-        start += count;
     }
     flush_literals(&mut literals, bit_width, out);
 }
@@ -360,18 +416,39 @@ mod tests {
     fn hybrid_runs_and_literals() {
         // Ten 3s: one RLE run of 10, value in one byte.
         let mut out = Vec::new();
-        encode_hybrid(&[3; 10], 2, &mut out);
+        encode_hybrid(&[(3, 10)], 2, &mut out);
         assert_eq!(out, [10 << 1, 3]);
         // 1, 2 then eight 0s: the run gives 6 values to fill the literal group, leaving only 2,
         // so everything is one group of bit-packed literals (then a padded second group).
         let mut out = Vec::new();
-        encode_hybrid(&[1, 2, 0, 0, 0, 0, 0, 0, 0, 0], 2, &mut out);
+        encode_hybrid(&[(1, 1), (2, 1), (0, 8)], 2, &mut out);
         assert_eq!(out, [(2 << 1) | 1, 0b0000_1001, 0, 0, 0]);
         // 1, 2 then twenty 0s: 6 zeros fill the group, 14 stay a run.
         let mut out = Vec::new();
-        let values: Vec<u32> = [1, 2].into_iter().chain([0; 20]).collect();
-        encode_hybrid(&values, 2, &mut out);
+        encode_hybrid(&[(1, 1), (2, 1), (0, 20)], 2, &mut out);
         assert_eq!(out, [(1 << 1) | 1, 0b0000_1001, 0, 14 << 1, 0]);
+    }
+
+    #[test]
+    fn runs_are_taken_in_pieces_across_their_ends() {
+        let runs = [(4, 5), (7, 1), (2, 10)];
+        let mut cursor = RunCursor::new(&runs);
+        let mut piece = Vec::new();
+        cursor.take(3, &mut piece);
+        assert_eq!(piece, [(4, 3)]);
+        cursor.take(6, &mut piece);
+        assert_eq!(piece, [(4, 2), (7, 1), (2, 3)]);
+        cursor.take(100, &mut piece);
+        assert_eq!(piece, [(2, 7)]);
+        cursor.take(1, &mut piece);
+        assert!(piece.is_empty());
+    }
+
+    #[test]
+    fn levels_of_nulls_as_runs() {
+        let nulls = NullBuffer::from(vec![false, false, true, true, true, false, true, false]);
+        assert_eq!(level_runs(&nulls), [(0, 2), (1, 3), (0, 1), (1, 1), (0, 1)]);
+        assert_eq!(level_runs(&NullBuffer::from(vec![true; 4])), [(1, 4)]);
     }
 
     /// A column of runs, alternations, nulls (null keys and keys of null values) and unused
