@@ -42,7 +42,7 @@ if [ ! -x "$cache/venv/bin/python" ]; then
 fi
 "$cache/venv/bin/python" -c 'import duckdb' 2>/dev/null || "$cache/venv/bin/pip" install --quiet duckdb
 
-store="$cache/store-v4-s$services-r$replicas-h$hours-seed$seed"
+store="$cache/store-v5-s$services-r$replicas-h$hours-seed$seed"
 if [ ! -f "$store.labels.json" ]; then
     rm -rf "$store.tmp"
     "$iodrift" generate --out "$store.tmp" --services "$services" --replicas "$replicas" \
