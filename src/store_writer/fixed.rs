@@ -3,7 +3,7 @@
 
 use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::datatypes::{ArrowNativeType, DataType, ToByteSlice};
-use datafusion::parquet::basic::{BoundaryOrder, Encoding};
+use datafusion::parquet::basic::{BoundaryOrder, Encoding, Type};
 use datafusion::parquet::column::writer::ColumnCloseResult;
 use datafusion::parquet::errors::Result;
 use datafusion::parquet::file::metadata::ColumnIndexBuilder;
@@ -79,11 +79,13 @@ pub(super) fn encode_chunk(
         return Ok(None);
     }
     let data = column.to_data();
-    match column.data_type() {
-        DataType::Int64 | DataType::Timestamp(_, _) => {
+    match (column.data_type(), descr.physical_type()) {
+        (DataType::Int64 | DataType::Timestamp(_, _), Type::INT64) => {
             encode_values(data.buffer::<i64>(0), descr, properties, encoding)
         }
-        DataType::Float64 => encode_values(data.buffer::<f64>(0), descr, properties, encoding),
+        (DataType::Float64, Type::DOUBLE) => {
+            encode_values(data.buffer::<f64>(0), descr, properties, encoding)
+        }
         _ => Ok(None),
     }
 }
