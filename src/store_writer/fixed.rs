@@ -196,10 +196,42 @@ fn split_streams(bytes: &[u8], width: usize, out: &mut Vec<u8>) {
     let values = bytes.len() / width;
     let start = out.len();
     out.resize(start + bytes.len(), 0);
-    let streams = &mut out[start..];
-    for (index, value) in bytes.chunks_exact(width).enumerate() {
+    let mut streams: Vec<&mut [u8]> = out[start..].chunks_exact_mut(values.max(1)).collect();
+    // Eight values at a time: byte `k` of each gathered into one word, stored to stream `k`.
+    let blocks = bytes.chunks_exact(8 * width);
+    let rest = blocks.remainder();
+    for (block, group) in blocks.enumerate() {
+        for (stream, out) in streams.iter_mut().enumerate() {
+            let mut word = [0u8; 8];
+            for (slot, value) in word.iter_mut().zip(group.chunks_exact(width)) {
+                *slot = value[stream];
+            }
+            out[8 * block..8 * block + 8].copy_from_slice(&word);
+        }
+    }
+    let done = values - rest.len() / width;
+    for (index, value) in rest.chunks_exact(width).enumerate() {
         for (stream, byte) in value.iter().enumerate() {
-            streams[stream * values + index] = *byte;
+            streams[stream][done + index] = *byte;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_split_in_blocks_and_rest() {
+        for values in [0usize, 1, 7, 8, 9, 23] {
+            let bytes: Vec<u8> = (0..values * 8).map(|i| i as u8).collect();
+            let mut out = vec![0xAA];
+            split_streams(&bytes, 8, &mut out);
+            let mut want = vec![0xAA];
+            for stream in 0..8 {
+                want.extend((0..values).map(|value| bytes[value * 8 + stream]));
+            }
+            assert_eq!(out, want, "{values} values");
         }
     }
 }
