@@ -11,7 +11,7 @@ use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties}
 use datafusion::parquet::file::statistics::Statistics;
 use datafusion::parquet::schema::types::ColumnDescPtr;
 
-use super::hybrid::{RunCursor, bits_for, encode_hybrid, level_runs, run_length, write_run};
+use super::hybrid::{RunCursor, bits_for, definition_levels, encode_hybrid, run_length};
 use super::pages::ChunkPages;
 
 /// Whether the properties ask for nothing of `descr` beyond what [`encode_chunk`] writes: a
@@ -101,13 +101,7 @@ pub(super) fn encode_chunk(
         buffer.clear();
         let page_nulls = nulls.as_ref().map(|n| n.slice(first_row, rows));
         if descr.max_def_level() == 1 {
-            let mut encoded = Vec::new();
-            match &page_nulls {
-                Some(page_nulls) => encode_hybrid(&level_runs(page_nulls), 1, &mut encoded),
-                None => write_run(1, rows, 1, &mut encoded),
-            }
-            buffer.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
-            buffer.extend_from_slice(&encoded);
+            definition_levels(page_nulls.as_ref(), rows, &mut buffer);
         }
         let present = rows - page_nulls.map_or(0, |n| n.null_count());
         buffer.push(bit_width);

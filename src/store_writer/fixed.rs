@@ -11,7 +11,8 @@ use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties,
 use datafusion::parquet::file::statistics::{Statistics, ValueStatistics};
 use datafusion::parquet::schema::types::ColumnDescPtr;
 
-use super::pages::{ChunkPages, all_defined};
+use super::hybrid::definition_levels;
+use super::pages::ChunkPages;
 
 /// A value of the columns written here: 8 bytes, ordered as Parquet orders its physical type.
 trait Value: ArrowNativeType + PartialOrd {
@@ -128,7 +129,7 @@ fn encode_values<T: Value>(
     for page in values.chunks(page_rows) {
         buffer.clear();
         if descr.max_def_level() == 1 {
-            all_defined(page.len(), &mut buffer);
+            definition_levels(None, page.len(), &mut buffer);
         }
         match encoding {
             Encoding::BYTE_STREAM_SPLIT => {

@@ -17,7 +17,7 @@ pub(super) fn run_length(values: &[i32], value: i32) -> usize {
 }
 
 /// The definition levels of `nulls`' rows (1 valid, 0 null) as runs.
-pub(super) fn level_runs(nulls: &NullBuffer) -> Vec<(u32, usize)> {
+fn level_runs(nulls: &NullBuffer) -> Vec<(u32, usize)> {
     let mut runs = Vec::new();
     let mut next = 0;
     for (start, end) in nulls.valid_slices() {
@@ -31,6 +31,19 @@ pub(super) fn level_runs(nulls: &NullBuffer) -> Vec<(u32, usize)> {
         runs.push((0, nulls.len() - next));
     }
     runs
+}
+
+/// Appends the definition levels of `rows` rows (flat, optional: 1 holds a value, 0 is null) as
+/// a version 1 data page frames them: their byte length, then their encoding. `nulls` is `None`
+/// when every row holds a value.
+pub(super) fn definition_levels(nulls: Option<&NullBuffer>, rows: usize, out: &mut Vec<u8>) {
+    let mut levels = Vec::new();
+    match nulls {
+        Some(nulls) => encode_hybrid(&level_runs(nulls), 1, &mut levels),
+        None => write_run(1, rows, 1, &mut levels),
+    }
+    out.extend_from_slice(&(levels.len() as u32).to_le_bytes());
+    out.extend_from_slice(&levels);
 }
 
 /// Reads runs of values in pieces of a given number of values.
@@ -85,7 +98,7 @@ pub(super) fn encode_hybrid(runs: &[(u32, usize)], bit_width: u8, out: &mut Vec<
 }
 
 /// One RLE run: `count` times `value`.
-pub(super) fn write_run(value: u32, count: usize, bit_width: u8, out: &mut Vec<u8>) {
+fn write_run(value: u32, count: usize, bit_width: u8, out: &mut Vec<u8>) {
     write_varint((count as u64) << 1, out);
     let width = usize::from(bit_width).div_ceil(8);
     out.extend_from_slice(&value.to_le_bytes()[..width]);

@@ -12,8 +12,6 @@ use datafusion::parquet::file::statistics::Statistics;
 use datafusion::parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use datafusion::parquet::schema::types::ColumnDescPtr;
 
-use super::hybrid::write_run;
-
 /// The page compression of one column chunk: one ZSTD context for all its pages.
 enum Codec {
     Uncompressed,
@@ -172,13 +170,4 @@ impl ChunkPages {
         };
         Ok((bytes::Bytes::from(self.sink.into_inner()?), close))
     }
-}
-
-/// Appends the definition levels of `rows` rows that all hold a value, as a version 1 data page
-/// frames them: their length, then one RLE run.
-pub(super) fn all_defined(rows: usize, out: &mut Vec<u8>) {
-    let mut levels = Vec::new();
-    write_run(1, rows, 1, &mut levels);
-    out.extend_from_slice(&(levels.len() as u32).to_le_bytes());
-    out.extend_from_slice(&levels);
 }
