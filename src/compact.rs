@@ -1,14 +1,13 @@
 //! `iodrift compact`: the files of each closed hour merged into one sorted file. The new file
 //! names the files it replaces in its footer, so readers ignore them until they are deleted.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::{
     SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
 };
 use datafusion::object_store::ObjectMeta;
+use datafusion::object_store::path::Path;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::KeyValue;
 use sha2::{Digest, Sha256};
@@ -16,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::generate::HOUR_MS;
 use crate::location::Location;
-use crate::store::{self, REPLACES_KEY};
+use crate::store::{self, COMPACTED_PREFIX, Commits, HourFiles, REPLACES_KEY};
 
 /// What compaction did.
 #[derive(Debug, Default)]
@@ -24,48 +23,47 @@ pub struct Summary {
     pub hours: usize,
     pub files_merged: usize,
     pub rows: usize,
-    /// Hours left alone because they hold files of a batch not yet committed.
-    pub skipped_hours: usize,
+    /// Files an earlier, interrupted compaction had replaced but not deleted, deleted now.
+    pub leftovers_deleted: usize,
+    /// Files of ingest batches not yet committed, left alone (they are not live).
+    pub uncommitted_files: usize,
 }
 
-/// Merges the files of every hour partition of `store` that ended at or before `before`
-/// and holds more than one file, keeping files of uncommitted ingest batches out.
-pub async fn compact(
-    store: &Location,
-    before: DateTime<Utc>,
-    committed: &dyn Fn(&str) -> bool,
-) -> Result<Summary> {
+/// Merges the live files of every hour partition of `store` that ended at or before `before`
+/// and holds more than one, and deletes what interrupted compactions left behind. Files of
+/// uncommitted ingest batches are neither merged nor deleted.
+pub async fn compact(store: &Location, before: DateTime<Utc>) -> Result<Summary> {
     let mut summary = Summary::default();
-    for (hour, files) in partitions(store).await? {
+    let partitions = store::list_partitions(store).await?;
+    let commits = Commits::for_files(store, partitions.values().flatten()).await?;
+    let display = |path: &Path| store.display(path);
+    for (hour, files) in partitions {
         if hour.timestamp_millis() + HOUR_MS > before.timestamp_millis() {
             continue;
         }
-        if files.len() < 2 {
-            continue;
+        let files = store::hour_files(store.objects().as_ref(), &display, files, &commits).await?;
+        summary.uncommitted_files += files.uncommitted.len();
+        if files.live.len() > 1 {
+            summary.rows += merge(store, hour, &files).await?;
+            summary.hours += 1;
+            summary.files_merged += files.live.len();
+        } else {
+            for file in &files.replaced {
+                store.delete(&file.location).await?;
+            }
         }
-        let uncommitted = files.iter().any(|f| {
-            file_name(f)
-                .strip_prefix("ingest-")
-                .and_then(|n| n.strip_suffix(".parquet"))
-                .is_some_and(|batch| !committed(batch))
-        });
-        if uncommitted {
-            summary.skipped_hours += 1;
-            continue;
-        }
-        summary.rows += merge(store, hour, &files).await?;
-        summary.hours += 1;
-        summary.files_merged += files.len();
+        summary.leftovers_deleted += files.replaced.len();
     }
     Ok(summary)
 }
 
-/// Writes the rows of `files` (the partition of `hour`) sorted as `compacted-<hash>.parquet`,
-/// then deletes `files`.
-async fn merge(store: &Location, hour: DateTime<Utc>, files: &[ObjectMeta]) -> Result<usize> {
+/// Writes the rows of the live `files` of the partition of `hour` sorted as
+/// `compacted-<hash>.parquet`, naming them and the files they replaced as replaced, then
+/// deletes those. A crash at any point leaves readers the old live files or the new one.
+async fn merge(store: &Location, hour: DateTime<Utc>, files: &HourFiles) -> Result<usize> {
     let mut batches = Vec::new();
     let mut digest = Sha256::new();
-    for file in files {
+    for file in &files.live {
         let fail = |e: &dyn std::fmt::Display| Error::StoreFile {
             path: store.display(&file.location),
             reason: format!("cannot compact: {e}"),
@@ -99,18 +97,23 @@ async fn merge(store: &Location, hour: DateTime<Utc>, files: &[ObjectMeta]) -> R
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let replaced: Vec<String> = files.iter().map(|f| file_name(f).to_string()).collect();
-    let metadata = KeyValue::new(
-        REPLACES_KEY.to_string(),
-        serde_json::to_string(&replaced).expect("names serialise"),
-    );
+    let name = format!("{COMPACTED_PREFIX}{hash}.parquet");
+    // What the live files replaced stays replaced: deleting the live files first must not
+    // bring it back.
+    let superseded: Vec<&ObjectMeta> = files
+        .live
+        .iter()
+        .chain(&files.replaced)
+        .filter(|f| file_name(f) != name)
+        .collect();
+    let replaced: Vec<&str> = superseded.iter().map(|f| file_name(f)).collect();
+    let metadata = KeyValue::new(REPLACES_KEY.to_string(), json_names(&replaced));
     let properties = store::writer_properties()
         .into_builder()
         .set_key_value_metadata(Some(vec![metadata]))
         .build();
-    let name = format!("compacted-{hash}.parquet");
     store::write_partition_file(store, hour.timestamp_millis(), &name, &sorted, properties).await?;
-    for file in files.iter().filter(|f| file_name(f) != name) {
+    for file in superseded {
         store.delete(&file.location).await?;
     }
     Ok(sorted.num_rows())
@@ -118,54 +121,33 @@ async fn merge(store: &Location, hour: DateTime<Utc>, files: &[ObjectMeta]) -> R
 
 /// Store order: cluster, pod, direction, time (nulls last), then the other labels and value.
 fn sort(batch: &RecordBatch) -> datafusion::arrow::error::Result<RecordBatch> {
-    let columns: Vec<SortColumn> = store::SORT_ORDER
+    let columns = store::SORT_ORDER
         .iter()
         .chain(&["namespace", "node", "interface", "metric", "value"])
-        .map(|name| SortColumn {
-            values: batch.column_by_name(name).expect("store column").clone(),
-            options: Some(SortOptions {
-                descending: false,
-                nulls_first: false,
-            }),
+        .map(|name| {
+            let values = batch.column_by_name(name).ok_or_else(|| {
+                datafusion::arrow::error::ArrowError::SchemaError(format!("no column {name}"))
+            })?;
+            Ok(SortColumn {
+                values: values.clone(),
+                options: Some(SortOptions {
+                    descending: false,
+                    nulls_first: false,
+                }),
+            })
         })
-        .collect();
+        .collect::<datafusion::arrow::error::Result<Vec<_>>>()?;
     let indices = lexsort_to_indices(&columns, None)?;
     take_record_batch(batch, &indices)
 }
 
-/// The hour partitions of `store` and their Parquet files (hidden ones left out), in time
-/// and name order.
-async fn partitions(store: &Location) -> Result<BTreeMap<DateTime<Utc>, Vec<ObjectMeta>>> {
-    let mut found: BTreeMap<DateTime<Utc>, Vec<ObjectMeta>> = BTreeMap::new();
-    for object in store.list().await? {
-        let Some(parts) = object.location.prefix_match(store.root()) else {
-            continue;
-        };
-        let parts: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
-        let [day, hour, name] = parts.as_slice() else {
-            continue;
-        };
-        let Some(date) = day
-            .strip_prefix("dt=")
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        else {
-            continue;
-        };
-        let Some(start) = hour
-            .strip_prefix("hour=")
-            .and_then(|h| h.parse::<u32>().ok())
-            .and_then(|h| date.and_hms_opt(h, 0, 0))
-        else {
-            continue;
-        };
-        if name.ends_with(".parquet") && !name.starts_with(['.', '_']) {
-            found
-                .entry(Utc.from_utc_datetime(&start))
-                .or_default()
-                .push(object);
-        }
-    }
-    Ok(found)
+/// A JSON array of `names`.
+fn json_names(names: &[&str]) -> String {
+    let quoted: Vec<String> = names
+        .iter()
+        .map(|n| serde_json::Value::from(*n).to_string())
+        .collect();
+    format!("[{}]", quoted.join(","))
 }
 
 fn file_name(file: &ObjectMeta) -> &str {

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod compact;
 pub mod error;
 pub mod eval;
+pub mod failpoint;
 pub mod finding;
 pub mod generate;
 pub mod ingest;

@@ -41,6 +41,9 @@ pub struct Location {
     objects: Arc<dyn ObjectStore>,
     /// The directory, when the location is local.
     local: Option<PathBuf>,
+    /// How it was told to reach S3: every other bucket a session resolves on demand is reached
+    /// the same way.
+    s3: S3Options,
 }
 
 /// Requests that fail for a transient reason (connection refused or reset, timeouts, 5xx, 429)
@@ -116,6 +119,7 @@ impl Location {
                 root,
                 objects: Arc::new(objects),
                 local: None,
+                s3: s3.clone(),
             });
         }
         if text.contains("://") {
@@ -134,6 +138,7 @@ impl Location {
             root,
             objects: Arc::new(LocalFileSystem::new()),
             local: Some(absolute),
+            s3: s3.clone(),
         })
     }
 
@@ -151,6 +156,11 @@ impl Location {
     }
 
     /// The directory, when the location is local.
+    /// The S3 settings the location was parsed with.
+    pub fn s3_options(&self) -> &S3Options {
+        &self.s3
+    }
+
     pub fn local(&self) -> Option<&std::path::Path> {
         self.local.as_deref()
     }
@@ -185,6 +195,7 @@ impl Location {
             root: self.path(relative),
             objects: self.objects.clone(),
             local: self.local.as_ref().map(|dir| dir.join(relative)),
+            s3: self.s3.clone(),
         }
     }
 
@@ -210,6 +221,7 @@ impl Location {
                 .local
                 .as_ref()
                 .map(|dir| PathBuf::from(format!("{}{suffix}", dir.display()))),
+            s3: self.s3.clone(),
         }
     }
 
@@ -273,10 +285,12 @@ impl Location {
         let mut buffer = Vec::new();
         let path = self.path(relative);
         write(&mut buffer).map_err(|e| self.error(&path, "encode", e))?;
+        crate::failpoint::point();
         self.objects
             .put(&path, PutPayload::from(buffer))
             .await
             .map_err(|e| self.error(&path, "write", e))?;
+        crate::failpoint::point();
         Ok(())
     }
 
@@ -288,11 +302,13 @@ impl Location {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self
+        crate::failpoint::point();
+        let created = self
             .objects
             .put_opts(&path, PutPayload::from(bytes), options)
-            .await
-        {
+            .await;
+        crate::failpoint::point();
+        match created {
             Ok(_) => Ok(true),
             Err(datafusion::object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(self.error(&path, "create", e)),
@@ -301,7 +317,10 @@ impl Location {
 
     /// Deletes the object at `path`; one that is already gone is no error.
     pub async fn delete(&self, path: &Path) -> Result<()> {
-        match self.objects.delete(path).await {
+        crate::failpoint::point();
+        let deleted = self.objects.delete(path).await;
+        crate::failpoint::point();
+        match deleted {
             Ok(()) | Err(datafusion::object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error(path, "delete", e)),
         }

@@ -31,10 +31,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(&cli.command);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("a tokio runtime");
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -144,8 +150,12 @@ async fn baseline(args: BaselineArgs, s3: &S3Options) -> Result<()> {
     )
     .await?;
     if let iodrift::baseline::Source::Rollups(summary) = source {
+        let why = match summary.reasons() {
+            reasons if reasons.is_empty() => String::new(),
+            reasons => format!(" ({reasons})"),
+        };
         eprintln!(
-            "hourly rollups: {} hours merged from stored rollups, {} read from raw rows",
+            "hourly rollups: {} hours merged from stored rollups, {} read from raw rows{why}",
             summary.reused, summary.rebuilt
         );
     }
@@ -313,21 +323,24 @@ async fn ingest(args: IngestArgs, s3: &S3Options) -> Result<()> {
 async fn compact(args: CompactArgs, s3: &S3Options) -> Result<()> {
     let now = Utc::now();
     let before = resolve(args.before.as_deref().unwrap_or("@h"), now, "--before")?;
-    let summary = ingest::compact(&Location::parse(&args.store, s3)?, before).await?;
-    println!(
-        "compacted {} hours ({} files, {} rows){}",
-        summary.hours,
-        summary.files_merged,
-        summary.rows,
-        if summary.skipped_hours > 0 {
-            format!(
-                "; {} hours left alone: they hold files of an ingest batch not yet committed",
-                summary.skipped_hours
-            )
-        } else {
-            String::new()
-        }
+    let summary = iodrift::compact::compact(&Location::parse(&args.store, s3)?, before).await?;
+    let mut line = format!(
+        "compacted {} hours ({} files, {} rows)",
+        summary.hours, summary.files_merged, summary.rows
     );
+    if summary.leftovers_deleted > 0 {
+        line += &format!(
+            "; deleted {} files an interrupted compaction had replaced",
+            summary.leftovers_deleted
+        );
+    }
+    if summary.uncommitted_files > 0 {
+        line += &format!(
+            "; left alone {} files of ingest batches not yet committed",
+            summary.uncommitted_files
+        );
+    }
+    println!("{line}");
     Ok(())
 }
 

@@ -50,10 +50,12 @@ pub fn write_atomically(
     let mut temp = builder.tempfile_in(dir).map_err(Error::io(dir))?;
     write(temp.as_file_mut()).map_err(Error::io(path))?;
     temp.as_file_mut().flush().map_err(Error::io(path))?;
+    crate::failpoint::point();
     temp.persist(path).map_err(|e| Error::Io {
         path: path.to_path_buf(),
         source: e.error,
     })?;
+    crate::failpoint::point();
     Ok(())
 }
 

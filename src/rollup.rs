@@ -18,7 +18,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::KeyValue;
 use datafusion::parquet::file::properties::WriterProperties;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use crate::baseline::{Baseline, cast_batches, lookup_schema};
 use crate::error::{Error, Result};
@@ -31,6 +31,10 @@ use crate::time::Window;
 pub const ROLLUP_DIR: &str = "_rollups";
 /// The footer key of a rollup file: the hour's files it was computed from.
 const SOURCE_KEY: &str = "iodrift.rollup.source";
+/// The footer key of a rollup file: what computed it (see [`computed_by`]).
+const COMPUTED_BY_KEY: &str = "iodrift.rollup.computed_by";
+/// The rollup file's layout; change it with [`rollup_schema`] or the meaning of a column.
+const ROLLUP_FORMAT: &str = "2";
 /// How many rollup files are read at once.
 const CONCURRENT_READS: usize = 16;
 
@@ -84,8 +88,74 @@ struct KeyRollup {
 pub struct Summary {
     /// Hours whose stored rollups were current.
     pub reused: usize,
-    /// Hours read from raw rows (no rollup yet, or their files changed since).
+    /// Hours read from raw rows, for any of the reasons below.
     pub rebuilt: usize,
+    /// Hours that had no rollup yet.
+    pub new: usize,
+    /// Hours whose files changed since their rollup (late ingest, compaction).
+    pub files_changed: usize,
+    /// Hours whose rollup other logic computed (a rule's SQL, the functions or the rollup
+    /// layout changed since: an upgrade).
+    pub logic_changed: usize,
+    /// Hours whose rollup could not be read.
+    pub unreadable: usize,
+}
+
+impl Summary {
+    /// Why hours were read from raw rows, for a person: `12 new, 3 with changed files`.
+    pub fn reasons(&self) -> String {
+        let reasons: Vec<String> = [
+            (self.new, "without a rollup yet"),
+            (self.files_changed, "whose files changed"),
+            (
+                self.logic_changed,
+                "computed by another version of the rules or functions",
+            ),
+            (self.unreadable, "with an unreadable rollup"),
+        ]
+        .iter()
+        .filter(|(count, _)| *count > 0)
+        .map(|(count, why)| format!("{count} {why}"))
+        .collect();
+        reasons.join(", ")
+    }
+}
+
+/// What a stored rollup is to the hour it belongs to.
+enum Stored {
+    Current(RecordBatch),
+    Missing,
+    FilesChanged,
+    LogicChanged,
+    Unreadable,
+}
+
+/// What computes `rule`'s rollups: the rollup layout, the SQL of every stage, and the source of
+/// the functions (the service-name rewrite, the exact sums). A rollup whose footer records
+/// another value is recomputed.
+pub fn computed_by(rule: &Rule) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for part in [
+        ROLLUP_FORMAT,
+        &format!("{:?}", rollup_schema()),
+        iodrift_udfs::SOURCE_DIGEST,
+        rule.name,
+        rule.rollup_view,
+    ] {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    for (name, sql) in crate::rules::SQL {
+        digest.update(name.as_bytes());
+        digest.update([0]);
+        digest.update(sql.as_bytes());
+        digest.update([0]);
+    }
+    digest.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The schema of a rollup file and of the rollup views' rows.
@@ -116,6 +186,7 @@ fn rollup_file(rule: &Rule, hour: DateTime<Utc>) -> String {
 
 /// What a rollup is computed from: every file of the hour, with its size and version.
 fn source(partition: &HourPartition) -> String {
+    // Live files only: `Store::scan_window` has already sorted the hour (see store/live.rs).
     let files: Vec<String> = partition
         .files
         .iter()
@@ -129,7 +200,7 @@ fn source(partition: &HourPartition) -> String {
             )
         })
         .collect();
-    serde_json::to_string(&files).expect("strings serialise")
+    serde_json::Value::from(files).to_string()
 }
 
 /// Both rules' baselines over `window`, from the hours' rollups; hours without a current one
@@ -160,29 +231,35 @@ pub async fn baselines(
     let mut stale = Vec::new();
     let mut summary = Summary::default();
     // One request per hour and rule; on S3 their latency, not their size, is the cost.
-    let stored: Vec<Option<Vec<RecordBatch>>> = futures::stream::iter(&scan.partitions)
-        .map(|partition| async move {
-            let source = source(partition);
-            let mut found = Vec::new();
-            for rule in rules {
-                match read_rollup(store, rule, partition.hour, &source).await? {
-                    Some(batch) => found.push(batch),
-                    None => return Ok::<_, Error>(None),
+    let stored: Vec<std::result::Result<Vec<RecordBatch>, Stored>> =
+        futures::stream::iter(&scan.partitions)
+            .map(|partition| async move {
+                let source = source(partition);
+                let mut found = Vec::new();
+                for rule in rules {
+                    match read_rollup(store, rule, partition.hour, &source).await {
+                        Stored::Current(batch) => found.push(batch),
+                        other => return Err(other),
+                    }
                 }
-            }
-            Ok(Some(found))
-        })
-        .buffered(CONCURRENT_READS)
-        .try_collect()
-        .await?;
+                Ok(found)
+            })
+            .buffered(CONCURRENT_READS)
+            .collect()
+            .await;
     for (partition, found) in scan.partitions.iter().zip(stored) {
         match found {
-            Some(found) => {
+            Ok(found) => {
                 summary.reused += 1;
                 hours.insert(partition.hour, found);
+                continue;
             }
-            None => stale.push(partition),
+            Err(Stored::Missing) => summary.new += 1,
+            Err(Stored::FilesChanged) => summary.files_changed += 1,
+            Err(Stored::LogicChanged) => summary.logic_changed += 1,
+            Err(Stored::Unreadable | Stored::Current(_)) => summary.unreadable += 1,
         }
+        stale.push(partition);
     }
     summary.rebuilt = stale.len();
     for run in contiguous(&stale) {
@@ -261,43 +338,56 @@ fn rows_of_hour(batch: &RecordBatch, hour_start: i64) -> Result<RecordBatch> {
     Ok(mask)
 }
 
-/// The stored rollup of `rule` for `hour`, if there is one computed from `source`.
-async fn read_rollup(
-    store: &Store,
-    rule: &Rule,
-    hour: DateTime<Utc>,
-    source: &str,
-) -> Result<Option<RecordBatch>> {
+/// The stored rollup of `rule` for `hour`, and whether it was computed from `source` by
+/// today's [`computed_by`]. A rollup is a cache: one that cannot be read (or a store that
+/// cannot be asked) is recomputed, with a warning naming it.
+async fn read_rollup(store: &Store, rule: &Rule, hour: DateTime<Utc>, source: &str) -> Stored {
     let name = rollup_file(rule, hour);
     let place = store.place();
-    let Some(bytes) = place.read(&name).await? else {
-        return Ok(None);
-    };
     let path = place.display_at(&name);
-    let fail = |e: &dyn std::fmt::Display| Error::StoreFile {
-        path: path.clone(),
-        reason: format!("unreadable rollup (delete it to rebuild): {e}"),
+    let unreadable = |e: &dyn std::fmt::Display| {
+        tracing::warn!("{path}: unreadable rollup, computed again: {e}");
+        Stored::Unreadable
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fail(&e))?;
-    let current = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|kv| kv.key == SOURCE_KEY))
-        .and_then(|kv| kv.value.as_deref())
-        == Some(source);
-    if !current {
-        return Ok(None);
+    let bytes = match place.read(&name).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Stored::Missing,
+        Err(e) => return unreadable(&e),
+    };
+    let builder = match ParquetRecordBatchReaderBuilder::try_new(bytes) {
+        Ok(builder) => builder,
+        Err(e) => return unreadable(&e),
+    };
+    let footer = |key: &str| {
+        builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == key))
+            .and_then(|kv| kv.value.clone())
+    };
+    if footer(COMPUTED_BY_KEY).as_deref() != Some(computed_by(rule).as_str()) {
+        return Stored::LogicChanged;
     }
-    let batches = builder
-        .build()
-        .map_err(|e| fail(&e))?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| fail(&e))?;
+    if footer(SOURCE_KEY).as_deref() != Some(source) {
+        return Stored::FilesChanged;
+    }
     let schema = rollup_schema();
-    let batch =
-        datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|e| fail(&e))?;
-    Ok(Some(batch))
+    if builder.schema().fields() != schema.fields() {
+        return unreadable(&"its columns are not the rollup layout");
+    }
+    let batches = match builder.build().and_then(|reader| {
+        reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Into::into)
+    }) {
+        Ok(batches) => batches,
+        Err(e) => return unreadable(&e),
+    };
+    match datafusion::arrow::compute::concat_batches(&schema, &batches) {
+        Ok(batch) => Stored::Current(batch),
+        Err(e) => unreadable(&e),
+    }
 }
 
 async fn write_rollup(
@@ -308,10 +398,10 @@ async fn write_rollup(
     batch: &RecordBatch,
 ) -> Result<()> {
     let properties = WriterProperties::builder()
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            SOURCE_KEY.to_string(),
-            source.to_string(),
-        )]))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(SOURCE_KEY.to_string(), source.to_string()),
+            KeyValue::new(COMPUTED_BY_KEY.to_string(), computed_by(rule)),
+        ]))
         .build();
     store
         .place()

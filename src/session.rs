@@ -89,7 +89,11 @@ impl SessionBuilder {
 
     pub async fn build(self) -> Result<Session> {
         let config = session_config()?;
-        let runtime = runtime_env(self.engine.memory_limit, &S3Options::default(), None)?;
+        let runtime = runtime_env(
+            self.engine.memory_limit,
+            self.store.place().s3_options(),
+            None,
+        )?;
         let ctx = match &self.engine.cluster {
             None => SessionContext::new_with_config_rt(config, runtime),
             Some(url) => client_context(url, config, runtime, &self.baselines).await?,

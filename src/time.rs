@@ -1,7 +1,7 @@
 //! Time expressions (RFC 3339, epoch seconds, Splunk relative times such as `-70m@m`) and the
 //! `[earliest, latest)` window they define, with the hours that window touches.
 
-use chrono::{DateTime, Datelike, Duration, DurationRound, Months, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, Months, NaiveTime, TimeZone, Utc};
 
 use crate::error::{Error, Result};
 
@@ -31,16 +31,16 @@ impl Window {
     /// The start of every UTC hour that holds some instant of the window, in order.
     pub fn hours(&self) -> impl Iterator<Item = DateTime<Utc>> + use<> {
         let first = floor_to(self.earliest, Duration::hours(1));
-        let last_instant = self.latest - Duration::milliseconds(1);
-        std::iter::successors(Some(first), |hour| Some(*hour + Duration::hours(1)))
-            .take_while(move |hour| *hour <= last_instant)
+        let latest = self.latest;
+        std::iter::successors(first, |hour| hour.checked_add_signed(Duration::hours(1)))
+            .take_while(move |hour| *hour < latest)
     }
 
     /// Whether both bounds fall on the start of an hour.
     pub fn is_whole_hours(&self) -> bool {
         [self.earliest, self.latest]
             .iter()
-            .all(|t| floor_to(*t, Duration::hours(1)) == *t)
+            .all(|t| floor_to(*t, Duration::hours(1)) == Some(*t))
     }
 }
 
@@ -58,9 +58,33 @@ pub fn resolve_now(now: Option<&str>) -> Result<DateTime<Utc>> {
     }
 }
 
+/// The first instant iodrift takes: that of a nanosecond timestamp, as DataFusion's time
+/// arithmetic holds them (1677-09-21T00:12:43.145224192Z).
+pub fn earliest_supported() -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(i64::MIN)
+}
+
+/// The last instant iodrift takes (2262-04-11T23:47:16.854775807Z).
+pub fn latest_supported() -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(i64::MAX)
+}
+
+fn supported(instant: DateTime<Utc>) -> std::result::Result<DateTime<Utc>, String> {
+    if instant < earliest_supported() || instant > latest_supported() {
+        return Err(format!(
+            "{} is outside the supported time range, {} to {}",
+            rfc3339(instant),
+            earliest_supported().format("%Y-%m-%d"),
+            latest_supported().format("%Y-%m-%d")
+        ));
+    }
+    Ok(instant)
+}
+
 /// Resolves a time expression relative to `now`: RFC 3339 (`2026-03-04T12:50:00Z`), epoch
 /// seconds (`1772628600`), or a Splunk relative time (`now`, `-70m@m`, `-30d@d`, `@h`, `+2h`,
-/// `-1d@d+6h`, `@w1`). Snapping and calendar units use UTC. Precision is the millisecond.
+/// `-1d@d+6h`, `@w1`). Snapping and calendar units use UTC. Precision is the millisecond; the
+/// result lies between [`earliest_supported`] and [`latest_supported`].
 pub fn resolve(expr: &str, now: DateTime<Utc>, flag: &'static str) -> Result<DateTime<Utc>> {
     let fail = |reason: &str| Error::Time {
         flag,
@@ -83,13 +107,18 @@ pub fn resolve(expr: &str, now: DateTime<Utc>, flag: &'static str) -> Result<Dat
     } else {
         relative(text, now).map_err(|reason| fail(&reason))?
     };
-    Ok(floor_to(instant, Duration::milliseconds(1)))
+    let instant = supported(instant).map_err(|reason| fail(&reason))?;
+    floor_to(instant, Duration::milliseconds(1))
+        .and_then(|t| supported(t).ok())
+        .ok_or_else(|| fail("outside the supported time range"))
 }
 
-fn floor_to(instant: DateTime<Utc>, step: Duration) -> DateTime<Utc> {
-    instant
-        .duration_trunc(step)
-        .expect("UTC instants truncate to whole steps")
+/// The latest multiple of `step` (whole milliseconds) since the epoch at or before `instant`;
+/// `None` only at the very start of chrono's range.
+fn floor_to(instant: DateTime<Utc>, step: Duration) -> Option<DateTime<Utc>> {
+    let step = step.num_milliseconds().max(1);
+    let ms = instant.timestamp_millis();
+    DateTime::from_timestamp_millis(ms - ms.rem_euclid(step))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,16 +152,16 @@ fn relative(text: &str, now: DateTime<Utc>) -> std::result::Result<DateTime<Utc>
     if text == "now" || text == "now()" {
         return Ok(now);
     }
-    let mut instant = now;
+    let mut instant = supported(now)?;
     let mut rest = text;
-    while !rest.is_empty() {
-        let (sign, body) = match rest.as_bytes()[0] {
-            b'+' => (1, &rest[1..]),
-            b'-' => (-1, &rest[1..]),
-            b'@' => {
-                let word_len = word_end(&rest[1..]);
-                let (name, tail) = rest[1..].split_at(word_len);
-                instant = snap(instant, name)?;
+    while let Some(first) = rest.chars().next() {
+        let tail = &rest[first.len_utf8()..];
+        let (sign, body) = match first {
+            '+' => (1, tail),
+            '-' => (-1, tail),
+            '@' => {
+                let (name, tail) = tail.split_at(word_end(tail));
+                instant = supported(snap(instant, name)?)?;
                 rest = tail;
                 continue;
             }
@@ -151,6 +180,7 @@ fn relative(text: &str, now: DateTime<Utc>) -> std::result::Result<DateTime<Utc>
         let name = &after_digits[..word_len];
         let unit = unit(name).ok_or_else(|| format!("unknown time unit {name:?}"))?;
         instant = shift(instant, sign * amount, unit)
+            .and_then(|t| supported(t).ok())
             .ok_or_else(|| format!("offset {text:?} leaves the supported time range"))?;
         rest = &after_digits[word_len..];
     }
@@ -185,10 +215,11 @@ fn shift(instant: DateTime<Utc>, amount: i64, unit: Unit) -> Option<DateTime<Utc
 }
 
 fn snap(instant: DateTime<Utc>, name: &str) -> std::result::Result<DateTime<Utc>, String> {
+    let out_of_range = || format!("snapping to @{name} leaves the supported time range");
     let midnight = |at: DateTime<Utc>| {
         at.with_time(NaiveTime::MIN)
             .single()
-            .expect("UTC midnight exists")
+            .ok_or_else(out_of_range)
     };
     // `@w0`..`@w7`: the latest such weekday (0 and 7 are Sunday) at midnight.
     if let Some(day) = name.strip_prefix('w').and_then(|d| d.parse::<u32>().ok()) {
@@ -197,24 +228,26 @@ fn snap(instant: DateTime<Utc>, name: &str) -> std::result::Result<DateTime<Utc>
         }
         let today = instant.weekday().num_days_from_sunday();
         let back = (today + 7 - day % 7) % 7;
-        return Ok(midnight(instant) - Duration::days(i64::from(back)));
+        return midnight(instant)?
+            .checked_sub_signed(Duration::days(i64::from(back)))
+            .ok_or_else(out_of_range);
     }
     let unit = unit(name).ok_or_else(|| format!("unknown snap unit {name:?}"))?;
     let first_of_month = |month: u32| {
         Utc.with_ymd_and_hms(instant.year(), month, 1, 0, 0, 0)
             .single()
-            .expect("first of a month exists")
+            .ok_or_else(out_of_range)
     };
-    Ok(match unit {
-        Unit::Second => floor_to(instant, Duration::seconds(1)),
-        Unit::Minute => floor_to(instant, Duration::minutes(1)),
-        Unit::Hour => floor_to(instant, Duration::hours(1)),
+    match unit {
+        Unit::Second => floor_to(instant, Duration::seconds(1)).ok_or_else(out_of_range),
+        Unit::Minute => floor_to(instant, Duration::minutes(1)).ok_or_else(out_of_range),
+        Unit::Hour => floor_to(instant, Duration::hours(1)).ok_or_else(out_of_range),
         Unit::Day => midnight(instant),
-        Unit::Week => return snap(instant, "w0"),
+        Unit::Week => snap(instant, "w0"),
         Unit::Month => first_of_month(instant.month()),
-        Unit::Quarter => first_of_month((instant.month() - 1) / 3 * 3 + 1),
+        Unit::Quarter => first_of_month(instant.month().saturating_sub(1) / 3 * 3 + 1),
         Unit::Year => first_of_month(1),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -275,6 +308,13 @@ mod tests {
             "@w8",
             "-99999999999d",
             "2026-13-01T00:00:00Z",
+            "2300-01-01T00:00:00Z",
+            "1500-01-01T00:00:00Z",
+            "99999999999",
+            "+300y",
+            "-400y@y",
+            "@é",
+            "-ém",
         ] {
             let err = resolve(bad, Utc::now(), "--latest")
                 .unwrap_err()

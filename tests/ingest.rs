@@ -4,9 +4,9 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{iodrift, query};
+use common::{fixture, iodrift, later_kubelet_scrape, query, tree};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -16,12 +16,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde_json::Value;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 fn ingest(
     store: &Path,
@@ -46,49 +40,8 @@ fn stderr(assert: &assert_cmd::assert::Assert) -> String {
     String::from_utf8(assert.get_output().stderr.clone()).unwrap()
 }
 
-/// Every file under `dir`, relative, sorted: what a run left behind.
-fn tree(dir: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                out.push(path.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
-}
-
 fn rows(store: &Path, sql: &str) -> Vec<serde_json::Map<String, Value>> {
     query(store, None, sql)
-}
-
-/// The kubelet capture with every network counter moved on by `seconds` and the pod's
-/// `index` bytes: a later scrape of the same node.
-fn later_kubelet_scrape(seconds: i64, bytes: f64) -> String {
-    let mut summary: Value =
-        serde_json::from_slice(&std::fs::read(fixture("kubelet-stats-summary.json")).unwrap())
-            .unwrap();
-    for pod in summary["pods"].as_array_mut().unwrap() {
-        let network = &mut pod["network"];
-        if network.is_null() {
-            continue;
-        }
-        let time = chrono::DateTime::parse_from_rfc3339(network["time"].as_str().unwrap()).unwrap();
-        network["time"] = Value::from((time + chrono::Duration::seconds(seconds)).to_rfc3339());
-        for interface in network["interfaces"].as_array_mut().unwrap() {
-            for counter in ["rxBytes", "txBytes"] {
-                let value = interface[counter].as_f64().unwrap();
-                interface[counter] = Value::from(value + bytes);
-            }
-        }
-    }
-    summary.to_string()
 }
 
 #[test]

@@ -131,6 +131,16 @@ pub fn generate(spec: &Spec, out: &Location, runtime: &Handle) -> Result<Summary
             "--clusters, --services and --hours must be at least 1".into(),
         ));
     }
+    let end = spec
+        .start
+        .checked_add_signed(chrono::Duration::hours(i64::from(spec.hours)));
+    if end.is_none_or(|end| end > crate::time::latest_supported()) {
+        return Err(Error::Usage(format!(
+            "--hours {}: the data would end after {}, the last supported time",
+            spec.hours,
+            crate::time::latest_supported().format("%Y-%m-%d")
+        )));
+    }
     if let Some(dir) = out.local() {
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     }

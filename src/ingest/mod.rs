@@ -32,8 +32,8 @@ pub use point::{Decoded, Kind, Point, Record, Reject, Series};
 use crate::error::{Error, Result};
 use crate::generate::HOUR_MS;
 use crate::location::{Location, S3Options};
-use crate::store;
 pub use crate::store::NETWORK_IO_METRIC;
+use crate::store::{self, IngestedInput};
 
 /// Where ingest keeps its own files, beside the partitions (hidden from scans).
 pub const INGEST_DIR: &str = "_ingest";
@@ -61,6 +61,13 @@ impl Format {
             Format::SplunkCsv => splunk_csv::decode(input, bytes, context),
         }
     }
+}
+
+/// Decodes one input's bytes (gzip or not) as `format`: the points and the records set aside.
+/// An input that is not that format is an error naming `input`.
+pub fn decode(format: Format, input: &str, bytes: Vec<u8>, context: &Context) -> Result<Decoded> {
+    let bytes = decompress(input, bytes)?;
+    format.decode(input, &bytes, context)
 }
 
 /// Labels and time the inputs may lack: `--cluster`, `--node`, `--time`.
@@ -105,34 +112,51 @@ pub struct Report {
 /// point of every counter series. Written last, in one rename: it is the commit point.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
-    inputs: BTreeMap<String, Ingested>,
+    inputs: BTreeMap<String, IngestedInput>,
     series: Vec<LastPoint>,
+    /// The digest of the stored state this one was read from (none for a new store).
+    #[serde(skip)]
+    read_from: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Ingested {
-    input: String,
-    batch: String,
-    at: DateTime<Utc>,
-}
-
-const STATE_FILE: &str = "_ingest/state.json";
+const STATE_FILE: &str = store::INGEST_STATE;
 
 impl State {
     async fn read(store: &Location) -> Result<State> {
         match store.read(STATE_FILE).await? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Store {
-                location: store.as_str().to_string(),
-                reason: format!(
-                    "{}: unreadable ingest state: {e}",
-                    store.display_at(STATE_FILE)
-                ),
-            }),
+            Some(bytes) => {
+                let mut state: State =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::Store {
+                        location: store.as_str().to_string(),
+                        reason: format!(
+                            "{}: unreadable ingest state: {e}",
+                            store.display_at(STATE_FILE)
+                        ),
+                    })?;
+                state.read_from = Some(hex(&Sha256::digest(&bytes)));
+                Ok(state)
+            }
             None => Ok(State::default()),
         }
     }
 
+    /// Commits the state, unless another ingest committed since it was read: then this run's
+    /// files stay uncommitted (hidden) and running it again ingests its inputs on top.
     async fn write(&self, store: &Location) -> Result<()> {
+        let now = store
+            .read(STATE_FILE)
+            .await?
+            .map(|bytes| hex(&Sha256::digest(&bytes)));
+        if now != self.read_from {
+            return Err(Error::Store {
+                location: store.as_str().to_string(),
+                reason: format!(
+                    "another ingest committed to {} while this one ran; nothing of this run \
+                     is visible: run it again",
+                    store.display_at(STATE_FILE)
+                ),
+            });
+        }
         store
             .write(STATE_FILE, |file| {
                 serde_json::to_writer(std::io::BufWriter::new(file), self)
@@ -198,8 +222,7 @@ pub async fn ingest(request: &Request, s3: &S3Options) -> Result<Report> {
             report.skipped_inputs += 1;
             continue;
         }
-        let bytes = decompress(&name, raw.into())?;
-        let one = request.format.decode(&name, &bytes, &request.context)?;
+        let one = decode(request.format, &name, raw.into(), &request.context)?;
         if decoded.points.is_empty() {
             decoded.points = one.points;
         } else {
@@ -229,8 +252,10 @@ pub async fn ingest(request: &Request, s3: &S3Options) -> Result<Report> {
     report.rejected = rejects.len() as u64;
     report.batch = Some(batch.clone());
 
-    for (hour, rows) in by_hour(rows) {
-        let name = format!("ingest-{batch}.parquet");
+    let name = store::ingest_file_name(&batch);
+    let hours = by_hour(rows);
+    check_not_replaced(&request.store, hours.keys(), &name).await?;
+    for (hour, rows) in hours {
         let path = store::write_partition_file(
             &request.store,
             hour,
@@ -266,7 +291,7 @@ pub async fn ingest(request: &Request, s3: &S3Options) -> Result<Report> {
     for (hash, input) in hashes {
         state.inputs.insert(
             hash,
-            Ingested {
+            IngestedInput {
                 input,
                 batch: batch.clone(),
                 at: request.now,
@@ -278,12 +303,36 @@ pub async fn ingest(request: &Request, s3: &S3Options) -> Result<Report> {
     Ok(report)
 }
 
-/// Compacts the store's closed hours (see [`crate::compact`]), leaving alone hours that hold
-/// files of an ingest batch whose state was never committed (a run that died midway).
-pub async fn compact(store: &Location, before: DateTime<Utc>) -> Result<crate::compact::Summary> {
-    let state = State::read(store).await?;
-    let committed: HashSet<&str> = state.inputs.values().map(|i| i.batch.as_str()).collect();
-    crate::compact::compact(store, before, &|batch| committed.contains(batch)).await
+/// Fails when a compacted file of one of `hours` (ms) replaces `name`: the batch was ingested
+/// and compacted before, and the ingest state that said so is gone; written again, its rows
+/// would stay hidden.
+async fn check_not_replaced<'a>(
+    store: &Location,
+    hours: impl Iterator<Item = &'a i64>,
+    name: &str,
+) -> Result<()> {
+    let commits = store::Commits::default();
+    let display = |path: &ObjectPath| store.display(path);
+    for &hour in hours {
+        let Some(hour) = DateTime::from_timestamp_millis(hour) else {
+            continue;
+        };
+        let files = store::list_hour(store, hour).await?;
+        let files = store::hour_files(store.objects().as_ref(), &display, files, &commits).await?;
+        if let Some(file) = files
+            .replaced
+            .iter()
+            .find(|f| f.location.filename() == Some(name))
+        {
+            return Err(Error::StoreFile {
+                path: store.display(&file.location),
+                reason: "a compacted file of its hour replaces this batch already, but the \
+                         ingest state does not list it: restore _ingest/state.json"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Files of the inputs: a file as it is; a folder or an `s3://` prefix walked in key order

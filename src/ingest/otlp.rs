@@ -136,7 +136,7 @@ fn points(
         let pod = resource_label("k8s.pod.name");
         for metric in resource.scope_metrics.into_iter().flat_map(|s| s.metrics) {
             let (kind, data_points) = match metric.data {
-                Some(metric::Data::Gauge(gauge)) => (Some(Kind::Gauge), gauge.data_points),
+                Some(metric::Data::Gauge(gauge)) => (Kind::Gauge, gauge.data_points),
                 Some(metric::Data::Sum(sum)) => {
                     let kind = match (
                         AggregationTemporality::try_from(sum.aggregation_temporality),
@@ -150,7 +150,7 @@ fn points(
                         }
                         _ => None,
                     };
-                    if kind.is_none() {
+                    let Some(kind) = kind else {
                         decoded.reject(
                             record(),
                             format!(
@@ -159,7 +159,7 @@ fn points(
                             ),
                         );
                         continue;
-                    }
+                    };
                     (kind, sum.data_points)
                 }
                 Some(
@@ -178,7 +178,6 @@ fn points(
                     continue;
                 }
             };
-            let kind = kind.expect("set above");
             for point in data_points {
                 let Some(value) = number(&point) else {
                     decoded.reject(

@@ -104,11 +104,17 @@ impl Config {
     /// file's directory. `s3` applies unless the file names its own `s3_endpoint`.
     pub fn load(path: &Path, s3: &S3Options) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+        Config::parse(&text, path, s3)
+    }
+
+    /// Checks `text`, the contents of the config file at `path` (which need not exist: relative
+    /// locations are taken from its directory).
+    pub fn parse(text: &str, path: &Path, s3: &S3Options) -> Result<Config> {
         let fail = |reason: String| Error::Config {
             path: path.display().to_string(),
             reason,
         };
-        let file: ConfigFile = toml::from_str(&text).map_err(|e| {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|span| {
                 let before = &text[..span.start];
                 let line = before.matches('\n').count() + 1;

@@ -113,7 +113,16 @@ impl Lease {
             released: false,
         };
         if !create(&dir, generation, &claim).await? {
-            let (_, winner) = newest(&dir).await?.expect("a claim was just created");
+            let Some((_, winner)) = newest(&dir).await? else {
+                return Err(Error::Location {
+                    location: dir.as_str().to_string(),
+                    reason: format!(
+                        "claim {} exists, yet no claim could be read back: is something \
+                         deleting the lease's objects?",
+                        claim_name(generation)
+                    ),
+                });
+            };
             return Err(Error::LeaseHeld {
                 store: store.as_str().to_string(),
                 owner: winner.owner,
@@ -170,8 +179,10 @@ impl Lease {
 
     /// Gives the lease up now, so the next runner need not wait for it to expire.
     pub async fn release(self) -> Result<()> {
-        self.renewal.abort();
+        // Under the lock no renewal is between its new claim and its bookkeeping: stopped
+        // there, it would leave a claim that this release does not see.
         let mut held = self.held.lock().await;
+        self.renewal.abort();
         if self.lost.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -211,7 +222,7 @@ async fn renew_forever(held: Arc<Mutex<Held>>, lost: Arc<AtomicBool>) {
         tokio::time::sleep(period).await;
         let mut held = held.lock().await;
         let expires_at = Utc::now() + held.duration;
-        match held.advance(expires_at, false).await {
+        match crate::failpoint::unnumbered(held.advance(expires_at, false)).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::error!(

@@ -136,6 +136,7 @@ async fn baseline(
         tracing::info!(
             reused_hours = summary.reused,
             rebuilt_hours = summary.rebuilt,
+            rebuilt_because = summary.reasons(),
             "hourly rollups merged"
         );
     }

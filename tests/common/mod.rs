@@ -282,3 +282,52 @@ pub fn query(
     let text = stdout_of(&mut command);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
+
+/// A file of the real captures in `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The kubelet capture with every network counter moved on by `seconds` and `bytes`: a later
+/// scrape of the same node.
+pub fn later_kubelet_scrape(seconds: i64, bytes: f64) -> String {
+    use serde_json::Value;
+    let mut summary: Value =
+        serde_json::from_slice(&std::fs::read(fixture("kubelet-stats-summary.json")).unwrap())
+            .unwrap();
+    for pod in summary["pods"].as_array_mut().unwrap() {
+        let network = &mut pod["network"];
+        if network.is_null() {
+            continue;
+        }
+        let time = chrono::DateTime::parse_from_rfc3339(network["time"].as_str().unwrap()).unwrap();
+        network["time"] = Value::from((time + chrono::Duration::seconds(seconds)).to_rfc3339());
+        for interface in network["interfaces"].as_array_mut().unwrap() {
+            for counter in ["rxBytes", "txBytes"] {
+                let value = interface[counter].as_f64().unwrap();
+                interface[counter] = Value::from(value + bytes);
+            }
+        }
+    }
+    summary.to_string()
+}
+
+/// Every file under `dir`, relative, sorted (none when it does not exist): what a run left.
+pub fn tree(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}

@@ -17,6 +17,10 @@ pub use exact::{
 pub use number::{format_number, round_half_away_from_zero};
 pub use service::{K8S_SERVICE_UDF_NAME, K8sService, service_name};
 
+/// A digest of this crate's source: results stored by an application (iodrift's hourly rollups)
+/// record it, and are recomputed when the functions that computed them have changed.
+pub const SOURCE_DIGEST: &str = env!("IODRIFT_UDFS_SOURCE_DIGEST");
+
 /// Every UDF of this crate, ready to register.
 pub fn all() -> Vec<ScalarUDF> {
     vec![

@@ -26,6 +26,13 @@ use crate::location::Location;
 use crate::table::HourTable;
 use crate::time::Window;
 
+mod live;
+
+pub use live::{
+    COMPACTED_PREFIX, Commits, HourFiles, INGEST_STATE, IngestedInput, REPLACES_KEY,
+    committed_batches, hour_files, ingest_batch, ingest_file_name, list_hour, list_partitions,
+};
+
 /// The metric the rules read; other metrics may share the store.
 pub const NETWORK_IO_METRIC: &str = "k8s.pod.network.io";
 
@@ -85,10 +92,6 @@ pub struct StoreFile {
     /// Whether every row group declares the store's sort order, [`SORT_ORDER`].
     pub sorted: bool,
 }
-
-/// The footer key under which a compacted file lists (as a JSON array) the names of the files
-/// of its partition that it replaces; readers ignore those until compaction deletes them.
-pub const REPLACES_KEY: &str = "iodrift.replaces";
 
 /// The order ingest and `generate` write each file in (Parquet `sorting_columns`).
 pub const SORT_ORDER: [&str; 4] = ["cluster", "pod", "direction", "time"];
@@ -214,20 +217,14 @@ impl Store {
     pub async fn scan_all(&self) -> Result<Scan> {
         let mut hours = Vec::new();
         for day in self.child_partitions(&self.root).await? {
-            let date = parse_partition(&day, "dt", |v| {
-                NaiveDate::parse_from_str(v, "%Y-%m-%d").ok()
-            })
-            .ok_or_else(|| self.malformed(&day, "expected dt=YYYY-MM-DD"))?;
+            let day_name = day.filename().unwrap_or("");
+            if parse_day(day_name).is_none() {
+                return Err(self.malformed(&day, "expected dt=YYYY-MM-DD"));
+            }
             for hour_dir in self.child_partitions(&day).await? {
-                let hour = parse_partition(&hour_dir, "hour", |v| {
-                    (v.len() == 2)
-                        .then(|| v.parse::<u32>().ok())
-                        .flatten()
-                        .filter(|h| *h < 24)
-                })
-                .ok_or_else(|| self.malformed(&hour_dir, "expected hour=HH, 00 to 23"))?;
-                let start = date.and_hms_opt(hour, 0, 0).expect("valid hour");
-                hours.push(Utc.from_utc_datetime(&start));
+                let hour = parse_hour_partition(day_name, hour_dir.filename().unwrap_or(""))
+                    .ok_or_else(|| self.malformed(&hour_dir, "expected hour=HH, 00 to 23"))?;
+                hours.push(hour);
             }
         }
         self.scan_hours(hours).await
@@ -269,7 +266,7 @@ impl Store {
     }
 
     async fn scan_hours(&self, hours: Vec<DateTime<Utc>>) -> Result<Scan> {
-        let listed: Vec<(DateTime<Utc>, Vec<StoreFile>)> = futures::stream::iter(hours)
+        let listed: Vec<(DateTime<Utc>, Vec<ObjectMeta>)> = futures::stream::iter(hours)
             .map(|hour| async move {
                 let prefix = self.hour_prefix(hour);
                 let listing = self
@@ -277,81 +274,61 @@ impl Store {
                     .list_with_delimiter(Some(&prefix))
                     .await
                     .map_err(|e| self.store_error(&prefix, e))?;
-                let mut files: Vec<StoreFile> = listing
+                let files: Vec<ObjectMeta> = listing
                     .objects
                     .into_iter()
-                    .filter(|o| {
-                        !is_hidden(&o.location) && o.location.as_ref().ends_with(".parquet")
-                    })
+                    .filter(|o| live::is_data_file(&o.location))
+                    .collect();
+                Ok::<_, Error>((hour, files))
+            })
+            .buffered(CONCURRENT_REQUESTS)
+            .try_collect()
+            .await?;
+        let commits = Commits::for_files(
+            &self.location,
+            listed.iter().flat_map(|(_, files)| files.iter()),
+        )
+        .await?;
+        let display = |path: &Path| self.display(path);
+        let sorted: Vec<(DateTime<Utc>, HourFiles)> = futures::stream::iter(listed)
+            .map(|(hour, files)| {
+                let (commits, display) = (&commits, &display);
+                async move {
+                    let files = hour_files(self.objects.as_ref(), display, files, commits).await?;
+                    Ok::<_, Error>((hour, files))
+                }
+            })
+            .buffered(CONCURRENT_REQUESTS)
+            .try_collect()
+            .await?;
+        let mut scan = Scan::default();
+        let mut uncommitted = 0;
+        for (hour, files) in sorted {
+            scan.hours.push(hour);
+            uncommitted += files.uncommitted.len();
+            if files.live.is_empty() {
+                scan.empty_hours.push(hour);
+            } else {
+                let files = files
+                    .live
+                    .into_iter()
                     .map(|meta| StoreFile {
                         meta,
                         statistics: None,
                         sorted: false,
                     })
                     .collect();
-                files.sort_by(|a, b| a.meta.location.cmp(&b.meta.location));
-                let files = self.without_replaced(files).await?;
-                Ok::<_, Error>((hour, files))
-            })
-            .buffered(CONCURRENT_REQUESTS)
-            .try_collect()
-            .await?;
-        let mut scan = Scan::default();
-        for (hour, files) in listed {
-            scan.hours.push(hour);
-            if files.is_empty() {
-                scan.empty_hours.push(hour);
-            } else {
                 scan.partitions.push(HourPartition { hour, files });
             }
         }
+        if uncommitted > 0 {
+            tracing::warn!(
+                "store {}: {uncommitted} files of ingest batches that were never committed are \
+                 left out (an ingest stopped before its end; running it again commits them)",
+                self.location()
+            );
+        }
         Ok(scan)
-    }
-
-    /// Drops the files a compacted file of the same partition replaces: compaction writes the
-    /// merged file before deleting the old ones, and a reader in between must not see both.
-    async fn without_replaced(&self, files: Vec<StoreFile>) -> Result<Vec<StoreFile>> {
-        if files.len() < 2 {
-            return Ok(files);
-        }
-        let mut replaced = std::collections::HashSet::new();
-        for file in files.iter().filter(|f| {
-            f.meta
-                .location
-                .filename()
-                .is_some_and(|n| n.starts_with("compacted-"))
-        }) {
-            let path = self.display(&file.meta.location);
-            let metadata = DFParquetMetadata::new(self.objects.as_ref(), &file.meta)
-                .fetch_metadata()
-                .await
-                .map_err(|e| Error::StoreFile {
-                    path: path.clone(),
-                    reason: format!("not a readable Parquet file: {}", e.strip_backtrace()),
-                })?;
-            let names = metadata
-                .file_metadata()
-                .key_value_metadata()
-                .and_then(|kv| kv.iter().find(|kv| kv.key == REPLACES_KEY))
-                .and_then(|kv| kv.value.as_deref());
-            if let Some(names) = names {
-                let names: Vec<String> =
-                    serde_json::from_str(names).map_err(|e| Error::StoreFile {
-                        path: path.clone(),
-                        reason: format!("bad {REPLACES_KEY} footer entry: {e}"),
-                    })?;
-                replaced.extend(names);
-            }
-        }
-        Ok(files
-            .into_iter()
-            .filter(|f| {
-                f.meta
-                    .location
-                    .filename()
-                    .is_none_or(|n| !replaced.contains(n))
-            })
-            .collect())
     }
 
     /// Reads every file's footer and checks its columns against the store contract, so that a
@@ -419,10 +396,21 @@ fn is_hidden(path: &Path) -> bool {
         .is_some_and(|name| name.starts_with('.') || name.starts_with('_'))
 }
 
-fn parse_partition<T>(path: &Path, key: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
-    let name = path.filename()?;
-    let value = name.strip_prefix(key)?.strip_prefix('=')?;
-    parse(value)
+/// The date of a partition directory name `dt=YYYY-MM-DD`.
+pub fn parse_day(name: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(name.strip_prefix("dt=")?, "%Y-%m-%d").ok()
+}
+
+/// The start of the hour of partition directory names `dt=YYYY-MM-DD` and `hour=HH` (two
+/// digits, 00 to 23).
+pub fn parse_hour_partition(day: &str, hour: &str) -> Option<DateTime<Utc>> {
+    let date = parse_day(day)?;
+    let hour = hour.strip_prefix("hour=")?;
+    if hour.len() != 2 || !hour.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let start = date.and_hms_opt(hour.parse().ok()?, 0, 0)?;
+    Some(Utc.from_utc_datetime(&start))
 }
 
 /// Gives min/max of the contract's dictionary columns the dictionary type, as the table has
