@@ -500,7 +500,10 @@ async fn eval(args: EvalArgs, s3: &S3Options) -> Result<()> {
     let rules = args.rule.rules();
     let from = match &args.from {
         Some(t) => resolve(t, Utc::now(), "--from")?,
-        None => labels.start + chrono::Duration::days(1),
+        None => labels
+            .start
+            .checked_add_signed(chrono::Duration::days(1))
+            .ok_or_else(|| Error::Usage(format!("labels {}: start out of range", args.labels)))?,
     };
     let to = match &args.to {
         Some(t) => resolve(t, Utc::now(), "--to")?,

@@ -373,3 +373,38 @@ fn the_s3_endpoint_flag_reaches_buckets_resolved_on_demand() {
     let out = stdout_of(&mut command);
     assert_eq!(out.trim(), "n\n2", "{out}");
 }
+
+#[test]
+fn generate_and_eval_refuse_sizes_and_times_they_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value) in [("--services", "4000000000"), ("--hours", "4000000000")] {
+        let output = iodrift()
+            .args(["generate", flag, value, "--out"])
+            .arg(dir.path().join("store"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flag}: {stderr}");
+        assert_ne!(output.status.code(), Some(101), "{flag}: {stderr}");
+        assert!(stderr.contains(flag), "{flag}: {stderr}");
+    }
+    // A labels file whose times chrono holds but iodrift does not.
+    let labels = dir.path().join("labels.json");
+    let sample = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/store.labels.json"),
+    )
+    .unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&sample).unwrap();
+    value["start"] = serde_json::Value::from("+262000-01-01T00:00:00Z");
+    std::fs::write(&labels, value.to_string()).unwrap();
+    let output = iodrift()
+        .args(["eval", "--labels"])
+        .arg(&labels)
+        .arg("--store")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/store"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && output.status.code() != Some(101), "{stderr}");
+    assert!(stderr.contains("labels"), "{stderr}");
+}

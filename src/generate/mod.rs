@@ -34,6 +34,10 @@ const MEMORY_METRIC: &str = "k8s.pod.memory.working_set";
 /// The detection window that the last hours' scenarios are placed in: ESCU's -70m..-10m.
 const FINAL_WINDOW_MS: (i64, i64) = (70 * 60_000, 10 * 60_000);
 
+/// The most Deployment pods `generate` makes (clusters x services x replicas): a hundred times
+/// the largest benchmark, well within memory.
+pub const MAX_DEPLOYMENT_PODS: u64 = 1_000_000;
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -100,8 +104,20 @@ impl Labels {
             .read("")
             .await?
             .ok_or_else(|| fail("no such file".into()))?;
-        serde_json::from_slice(&text)
-            .map_err(|e| fail(format!("not a labels file of `iodrift generate`: {e}")))
+        let labels: Labels = serde_json::from_slice(&text)
+            .map_err(|e| fail(format!("not a labels file of `iodrift generate`: {e}")))?;
+        let supported = crate::time::earliest_supported()..=crate::time::latest_supported();
+        if !supported.contains(&labels.start) || !supported.contains(&labels.end) {
+            return Err(fail(format!(
+                "start {} or end {} is outside the supported time range",
+                crate::time::rfc3339(labels.start),
+                crate::time::rfc3339(labels.end)
+            )));
+        }
+        if labels.end < labels.start {
+            return Err(fail("its end comes before its start".into()));
+        }
+        Ok(labels)
     }
 }
 
@@ -130,6 +146,15 @@ pub fn generate(spec: &Spec, out: &Location, runtime: &Handle) -> Result<Summary
         return Err(Error::Usage(
             "--clusters, --services and --hours must be at least 1".into(),
         ));
+    }
+    let pods =
+        u64::from(spec.clusters) * u64::from(spec.services) * u64::from(spec.replicas.max(1));
+    if pods > MAX_DEPLOYMENT_PODS {
+        return Err(Error::Usage(format!(
+            "--clusters {} x --services {} x --replicas {} is {pods} pods; at most \
+             {MAX_DEPLOYMENT_PODS} are generated",
+            spec.clusters, spec.services, spec.replicas
+        )));
     }
     let end = spec
         .start
