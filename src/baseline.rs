@@ -1,253 +1,22 @@
-//! ESCU baseline lookups: read from and written to `<lookup>.csv` (ESCU's columns, exact order,
-//! empty cell for null) with a Parquet twin, and registered as tables for the detections.
+//! `iodrift baseline`: the rules' lookups over a window, merged from the hours' rollups (those
+//! missing or stale computed from raw rows and stored) or recomputed from every raw row.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
-};
-use datafusion::arrow::compute::{cast, concat_batches};
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
-use datafusion::parquet::arrow::ArrowWriter;
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::RecordBatch;
+use futures::StreamExt;
 
 use crate::error::{Error, Result};
-use crate::location::Location;
+use crate::lookup::{Baseline, cast_batches};
+use crate::rollup::{self, Stored, Summary};
 use crate::rules::Rule;
-use crate::session::SessionBuilder;
-use crate::store::Store;
+use crate::session::{Engine, Session, SessionBuilder};
+use crate::store::{HourPartition, Store};
 use crate::time::Window;
-use iodrift_udfs::format_number;
 
-/// One rule's baseline: a row per key, with ESCU's lookup columns.
-#[derive(Debug, Clone)]
-pub struct Baseline {
-    pub rule: Rule,
-    pub batch: RecordBatch,
-}
-
-/// The lookup's schema: `key`, four Float64 statistics, `count` and `last_seen` (epoch seconds).
-pub fn lookup_schema(rule: &Rule) -> SchemaRef {
-    let fields: Vec<Field> = rule
-        .lookup_columns
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let data_type = match i {
-                0 => DataType::Utf8,
-                1..=4 => DataType::Float64,
-                _ => DataType::Int64,
-            };
-            Field::new(*name, data_type, i != 0)
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
-}
-
-impl Baseline {
-    pub fn empty(rule: Rule) -> Baseline {
-        Baseline {
-            rule,
-            batch: RecordBatch::new_empty(lookup_schema(&rule)),
-        }
-    }
-
-    /// The baseline of the rows a baseline view returned, cast to the lookup schema.
-    pub fn from_batches(rule: Rule, batches: &[RecordBatch]) -> Result<Baseline> {
-        let batch = cast_batches(&lookup_schema(&rule), batches)
-            .map_err(|e| Error::query(format!("baseline {}", rule.name))(e.into()))?;
-        Ok(Baseline { rule, batch })
-    }
-
-    pub fn csv_file_name(rule: &Rule) -> String {
-        format!("{}.csv", rule.lookup)
-    }
-
-    pub fn parquet_file_name(rule: &Rule) -> String {
-        format!("{}.parquet", rule.lookup)
-    }
-
-    /// Reads the rule's lookup CSV from `dir`, or `None` when `dir` holds none: the header must
-    /// be ESCU's, every cell must parse, and keys must be unique. Errors name the file and the
-    /// line.
-    pub async fn read_csv(dir: &Location, rule: Rule) -> Result<Option<Baseline>> {
-        let name = Baseline::csv_file_name(&rule);
-        let path = dir.display_at(&name);
-        let Some(bytes) = dir.read(&name).await? else {
-            return Ok(None);
-        };
-        Baseline::parse_csv(&path, &bytes, rule).map(Some)
-    }
-
-    /// Parses the lookup CSV `bytes` of `rule`, read from `path`.
-    pub fn parse_csv(path: &str, bytes: &[u8], rule: Rule) -> Result<Baseline> {
-        let file_error = |reason: String| Error::Baseline {
-            path: path.to_string(),
-            reason,
-        };
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .from_reader(bytes);
-        let header = reader
-            .headers()
-            .map_err(|e| file_error(csv_reason(&e)))?
-            .clone();
-        if header.iter().ne(rule.lookup_columns.iter().copied()) {
-            return Err(file_error(format!(
-                "header is {:?}, expected {:?}",
-                header.iter().collect::<Vec<_>>().join(","),
-                rule.lookup_columns.join(",")
-            )));
-        }
-        let mut keys = StringBuilder::new();
-        let mut stats: [Float64Builder; 4] = Default::default();
-        let mut counts = [Int64Builder::new(), Int64Builder::new()];
-        let mut seen: HashMap<String, u64> = HashMap::new();
-        for record in reader.records() {
-            let record = record.map_err(|e| file_error(csv_reason(&e)))?;
-            let line = record.position().map_or(0, |p| p.line());
-            let row_error = |reason: String| Error::BaselineRow {
-                path: path.to_string(),
-                row: line,
-                reason,
-            };
-            let key = &record[0];
-            if let Some(first) = seen.insert(key.to_string(), line) {
-                return Err(row_error(format!(
-                    "duplicate key {key:?}, first on line {first}"
-                )));
-            }
-            keys.append_value(key);
-            for (i, builder) in stats.iter_mut().enumerate() {
-                builder.append_option(parse_stat(&record[i + 1]).map_err(|reason| {
-                    row_error(format!("column {}: {reason}", rule.lookup_columns[i + 1]))
-                })?);
-            }
-            for (i, builder) in counts.iter_mut().enumerate() {
-                builder.append_option(parse_integer(&record[i + 5]).map_err(|reason| {
-                    row_error(format!("column {}: {reason}", rule.lookup_columns[i + 5]))
-                })?);
-            }
-        }
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(keys.finish())];
-        columns.extend(stats.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        columns.extend(counts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        let batch = RecordBatch::try_new(lookup_schema(&rule), columns)
-            .map_err(|e| file_error(e.to_string()))?;
-        Ok(Baseline { rule, batch })
-    }
-
-    /// Writes `<lookup>.csv` and `<lookup>.parquet` into `dir`, each whole or not at all.
-    /// Returns their paths as a user reads them.
-    pub async fn write(&self, dir: &Location) -> Result<Vec<String>> {
-        let csv_name = Baseline::csv_file_name(&self.rule);
-        dir.write(&csv_name, |file| self.write_csv(file)).await?;
-        let parquet_name = Baseline::parquet_file_name(&self.rule);
-        dir.write(&parquet_name, |file| {
-            let mut writer = ArrowWriter::try_new(file, self.batch.schema(), None)
-                .map_err(std::io::Error::other)?;
-            writer.write(&self.batch).map_err(std::io::Error::other)?;
-            writer.close().map_err(std::io::Error::other)?;
-            Ok(())
-        })
-        .await?;
-        Ok([csv_name, parquet_name]
-            .iter()
-            .map(|name| dir.display_at(name))
-            .collect())
-    }
-
-    fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let mut writer = csv::Writer::from_writer(out);
-        writer.write_record(self.rule.lookup_columns)?;
-        let keys = self.batch.column(0).as_string::<i32>();
-        let stats: Vec<_> = (1..=4)
-            .map(|i| self.batch.column(i).as_primitive::<Float64Type>())
-            .collect();
-        let counts: Vec<_> = (5..=6)
-            .map(|i| self.batch.column(i).as_primitive::<Int64Type>())
-            .collect();
-        for row in 0..self.batch.num_rows() {
-            let mut record = vec![keys.value(row).to_string()];
-            record.extend(stats.iter().map(|c| {
-                if c.is_null(row) {
-                    String::new()
-                } else {
-                    format_number(c.value(row))
-                }
-            }));
-            record.extend(counts.iter().map(|c| {
-                if c.is_null(row) {
-                    String::new()
-                } else {
-                    c.value(row).to_string()
-                }
-            }));
-            writer.write_record(&record)?;
-        }
-        writer.flush()
-    }
-
-    pub fn len(&self) -> usize {
-        self.batch.num_rows()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.batch.num_rows() == 0
-    }
-}
-
-/// The rows of `batches` in one batch of `schema`, column by column in order, cast to its types.
-pub fn cast_batches(
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
-    let converted = batches
-        .iter()
-        .map(|batch| {
-            let columns = schema
-                .fields()
-                .iter()
-                .zip(batch.columns())
-                .map(|(field, column)| cast(column, field.data_type()))
-                .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
-            RecordBatch::try_new(schema.clone(), columns)
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    concat_batches(schema, &converted)
-}
-
-fn csv_reason(error: &csv::Error) -> String {
-    match error.kind() {
-        csv::ErrorKind::Io(e) => e.to_string(),
-        _ => error.to_string(),
-    }
-}
-
-fn parse_stat(cell: &str) -> std::result::Result<Option<f64>, String> {
-    if cell.is_empty() {
-        return Ok(None);
-    }
-    match cell.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(Some(v)),
-        _ => Err(format!("{cell:?} is not a finite number")),
-    }
-}
-
-/// An integer cell; Splunk may write epoch times with a fraction (`1709553590.000`).
-fn parse_integer(cell: &str) -> std::result::Result<Option<i64>, String> {
-    if cell.is_empty() {
-        return Ok(None);
-    }
-    let text = cell.trim();
-    if let Ok(v) = text.parse::<i64>() {
-        return Ok(Some(v));
-    }
-    match text.parse::<f64>() {
-        Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 => Ok(Some(v as i64)),
-        _ => Err(format!("{cell:?} is not an integer")),
-    }
-}
+/// How many rollup files are read at once.
+const CONCURRENT_READS: usize = 16;
 
 /// How [`compute_over`] got its statistics.
 #[derive(Debug, Clone, Copy)]
@@ -255,7 +24,7 @@ pub enum Source {
     /// Every raw row of the window (`--full`, or a window that is not whole hours).
     RawRows,
     /// The hours' rollups, stored ones merged and missing ones computed.
-    Rollups(crate::rollup::Summary),
+    Rollups(Summary),
 }
 
 /// The baselines of `rules` over `window`: merged from the hours' rollups, or with `full` (or
@@ -265,11 +34,10 @@ pub async fn compute_over(
     window: Window,
     rules: &[Rule],
     full: bool,
-    engine: &crate::session::Engine,
+    engine: &Engine,
 ) -> Result<(Vec<Baseline>, Source)> {
     if !full && window.is_whole_hours() {
-        let (baselines, summary) =
-            crate::rollup::baselines(&store, &window, rules, engine, chrono::Utc::now()).await?;
+        let (baselines, summary) = incremental(&store, &window, rules, engine, Utc::now()).await?;
         return Ok((baselines, Source::Rollups(summary)));
     }
     let session = SessionBuilder::new(store)
@@ -280,24 +48,153 @@ pub async fn compute_over(
     session.warn_about_empty_hours();
     let mut baselines = Vec::new();
     for rule in rules {
-        baselines.push(Baseline::compute(&session, *rule).await?);
+        baselines.push(compute(&session, *rule).await?);
     }
     Ok((baselines, Source::RawRows))
 }
 
-impl Baseline {
-    /// Runs the rule's baseline view (`sql/baseline_*.sql`) over the session's window.
-    pub async fn compute(session: &crate::session::Session, rule: Rule) -> Result<Baseline> {
-        let context = || Error::query(format!("compute baseline {}", rule.name));
-        let sql = format!("SELECT * FROM {} ORDER BY key", rule.baseline_view);
-        let batches = session
-            .ctx
-            .sql(&sql)
-            .await
-            .map_err(context())?
-            .collect()
-            .await
-            .map_err(context())?;
-        Baseline::from_batches(rule, &batches)
+/// Runs the rule's baseline view (`sql/baseline_*.sql`) over the session's window.
+pub async fn compute(session: &Session, rule: Rule) -> Result<Baseline> {
+    let context = || Error::query(format!("compute baseline {}", rule.name));
+    let sql = format!("SELECT * FROM {} ORDER BY key", rule.baseline_view);
+    let batches = session
+        .ctx
+        .sql(&sql)
+        .await
+        .map_err(context())?
+        .collect()
+        .await
+        .map_err(context())?;
+    Baseline::from_batches(rule, &batches)
+}
+
+/// Both rules' baselines over `window`, from the hours' rollups; hours without a current one
+/// are computed from raw rows and, once closed (before `now`), stored for the next run.
+/// `window` must start and end on whole hours.
+pub async fn incremental(
+    store: &Store,
+    window: &Window,
+    rules: &[Rule],
+    engine: &Engine,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Baseline>, Summary)> {
+    // A bad DATAFUSION_* setting is an error even when every hour has a current rollup.
+    crate::session::session_config()?;
+    if !window.is_whole_hours() {
+        return Err(Error::Usage(
+            "an incremental baseline needs a window of whole hours; use --full".into(),
+        ));
     }
+    let scan = store.scan_window(window).await?;
+    if scan.is_empty() && store.is_empty().await? {
+        return Err(Error::Store {
+            location: store.location().to_string(),
+            reason: "holds no dt=YYYY-MM-DD/hour=HH partitions".into(),
+        });
+    }
+    let mut hours: BTreeMap<DateTime<Utc>, Vec<RecordBatch>> = BTreeMap::new();
+    let mut stale = Vec::new();
+    let mut summary = Summary::default();
+    // One request per hour and rule; on S3 their latency, not their size, is the cost.
+    let stored: Vec<std::result::Result<Vec<RecordBatch>, Stored>> =
+        futures::stream::iter(&scan.partitions)
+            .map(|partition| async move {
+                let source = rollup::source(partition);
+                let mut found = Vec::new();
+                for rule in rules {
+                    match rollup::read_rollup(store, rule, partition.hour, &source).await {
+                        Stored::Current(batch) => found.push(batch),
+                        other => return Err(other),
+                    }
+                }
+                Ok(found)
+            })
+            .buffered(CONCURRENT_READS)
+            .collect()
+            .await;
+    for (partition, found) in scan.partitions.iter().zip(stored) {
+        match found {
+            Ok(found) => {
+                summary.reused += 1;
+                hours.insert(partition.hour, found);
+                continue;
+            }
+            Err(Stored::Missing) => summary.new += 1,
+            Err(Stored::FilesChanged) => summary.files_changed += 1,
+            Err(Stored::LogicChanged) => summary.logic_changed += 1,
+            Err(Stored::Unreadable | Stored::Current(_)) => summary.unreadable += 1,
+        }
+        stale.push(partition);
+    }
+    summary.rebuilt = stale.len();
+    for run in contiguous(&stale) {
+        let run_window = Window {
+            earliest: run[0].hour,
+            latest: run[run.len() - 1].hour + chrono::Duration::hours(1),
+        };
+        let session = SessionBuilder::new(store.clone())
+            .window(run_window)
+            .engine(engine)
+            .build()
+            .await?;
+        let mut per_rule = Vec::new();
+        for rule in rules {
+            per_rule.push(compute_rollups(&session.ctx, rule).await?);
+        }
+        for partition in run {
+            let hour_start = partition.hour.timestamp();
+            let source = rollup::source(partition);
+            let mut found = Vec::new();
+            for (rule, batch) in rules.iter().zip(&per_rule) {
+                let hour = rollup::rows_of_hour(batch, hour_start)?;
+                if rollup::is_closed(partition.hour, now)
+                    && let Err(e) =
+                        rollup::write_rollup(store, rule, partition.hour, &source, &hour).await
+                {
+                    // A store the user may only read still gets its baseline, just not faster
+                    // next time.
+                    tracing::warn!("rollup not stored: {e}");
+                }
+                found.push(hour);
+            }
+            hours.insert(partition.hour, found);
+        }
+    }
+    let baselines = rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| rollup::merge(*rule, hours.values().map(|batches| &batches[i])))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((baselines, summary))
+}
+
+/// Runs of consecutive hours.
+fn contiguous<'a>(partitions: &[&'a HourPartition]) -> Vec<Vec<&'a HourPartition>> {
+    let mut runs: Vec<Vec<&HourPartition>> = Vec::new();
+    for partition in partitions {
+        match runs.last_mut() {
+            Some(run) if run[run.len() - 1].hour + chrono::Duration::hours(1) == partition.hour => {
+                run.push(partition)
+            }
+            _ => runs.push(vec![partition]),
+        }
+    }
+    runs
+}
+
+/// The rule's rollup view over the session's window, in the rollup schema (the view's
+/// columns are in its order).
+async fn compute_rollups(
+    ctx: &datafusion::prelude::SessionContext,
+    rule: &Rule,
+) -> Result<RecordBatch> {
+    let context = || Error::query(format!("compute rollups of {}", rule.name));
+    let batches = ctx
+        .sql(&format!("SELECT * FROM {}", rule.rollup_view))
+        .await
+        .map_err(context())?
+        .collect()
+        .await
+        .map_err(context())?;
+    cast_batches(&rollup::rollup_schema(), &batches).map_err(|e| context()(e.into()))
 }

@@ -4,7 +4,7 @@
 //! A baseline over a window merges the rollups of its hours with Chan et al.'s parallel update
 //! instead of rescanning raw rows; only hours without a current rollup are read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -18,14 +18,11 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::KeyValue;
 use datafusion::parquet::file::properties::WriterProperties;
-use futures::StreamExt;
 
-use crate::baseline::{Baseline, cast_batches, lookup_schema};
 use crate::error::{Error, Result};
+use crate::lookup::{Baseline, lookup_schema};
 use crate::rules::Rule;
-use crate::session::SessionBuilder;
 use crate::store::{HourPartition, Store, partition_path};
-use crate::time::Window;
 
 /// Where rollups live, beside the partitions (hidden from scans).
 pub const ROLLUP_DIR: &str = "_rollups";
@@ -35,8 +32,6 @@ const SOURCE_KEY: &str = "iodrift.rollup.source";
 const COMPUTED_BY_KEY: &str = "iodrift.rollup.computed_by";
 /// The rollup file's layout; change it with [`rollup_schema`] or the meaning of a column.
 const ROLLUP_FORMAT: &str = "2";
-/// How many rollup files are read at once.
-const CONCURRENT_READS: usize = 16;
 
 /// Count, mean and M2 (sum of squared deviations) of one measure's values.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -122,7 +117,7 @@ impl Summary {
 }
 
 /// What a stored rollup is to the hour it belongs to.
-enum Stored {
+pub enum Stored {
     Current(RecordBatch),
     Missing,
     FilesChanged,
@@ -159,7 +154,7 @@ pub fn computed_by(rule: &Rule) -> String {
 }
 
 /// The schema of a rollup file and of the rollup views' rows.
-fn rollup_schema() -> SchemaRef {
+pub fn rollup_schema() -> SchemaRef {
     let column = |name: &str, data_type: DataType| Field::new(name, data_type, true);
     Arc::new(Schema::new(vec![
         column("hour", DataType::Int64),
@@ -185,7 +180,7 @@ fn rollup_file(rule: &Rule, hour: DateTime<Utc>) -> String {
 }
 
 /// What a rollup is computed from: every file of the hour, with its size and version.
-fn source(partition: &HourPartition) -> String {
+pub fn source(partition: &HourPartition) -> String {
     // Live files only: `Store::scan_window` has already sorted the hour (see store/live.rs).
     let files: Vec<String> = partition
         .files
@@ -203,134 +198,8 @@ fn source(partition: &HourPartition) -> String {
     serde_json::Value::from(files).to_string()
 }
 
-/// Both rules' baselines over `window`, from the hours' rollups; hours without a current one
-/// are computed from raw rows and, once closed (before `now`), stored for the next run.
-/// `window` must start and end on whole hours.
-pub async fn baselines(
-    store: &Store,
-    window: &Window,
-    rules: &[Rule],
-    engine: &crate::session::Engine,
-    now: DateTime<Utc>,
-) -> Result<(Vec<Baseline>, Summary)> {
-    // A bad DATAFUSION_* setting is an error even when every hour has a current rollup.
-    crate::session::session_config()?;
-    if !window.is_whole_hours() {
-        return Err(Error::Usage(
-            "an incremental baseline needs a window of whole hours; use --full".into(),
-        ));
-    }
-    let scan = store.scan_window(window).await?;
-    if scan.is_empty() && store.is_empty().await? {
-        return Err(Error::Store {
-            location: store.location().to_string(),
-            reason: "holds no dt=YYYY-MM-DD/hour=HH partitions".into(),
-        });
-    }
-    let mut hours: BTreeMap<DateTime<Utc>, Vec<RecordBatch>> = BTreeMap::new();
-    let mut stale = Vec::new();
-    let mut summary = Summary::default();
-    // One request per hour and rule; on S3 their latency, not their size, is the cost.
-    let stored: Vec<std::result::Result<Vec<RecordBatch>, Stored>> =
-        futures::stream::iter(&scan.partitions)
-            .map(|partition| async move {
-                let source = source(partition);
-                let mut found = Vec::new();
-                for rule in rules {
-                    match read_rollup(store, rule, partition.hour, &source).await {
-                        Stored::Current(batch) => found.push(batch),
-                        other => return Err(other),
-                    }
-                }
-                Ok(found)
-            })
-            .buffered(CONCURRENT_READS)
-            .collect()
-            .await;
-    for (partition, found) in scan.partitions.iter().zip(stored) {
-        match found {
-            Ok(found) => {
-                summary.reused += 1;
-                hours.insert(partition.hour, found);
-                continue;
-            }
-            Err(Stored::Missing) => summary.new += 1,
-            Err(Stored::FilesChanged) => summary.files_changed += 1,
-            Err(Stored::LogicChanged) => summary.logic_changed += 1,
-            Err(Stored::Unreadable | Stored::Current(_)) => summary.unreadable += 1,
-        }
-        stale.push(partition);
-    }
-    summary.rebuilt = stale.len();
-    for run in contiguous(&stale) {
-        let run_window = Window {
-            earliest: run[0].hour,
-            latest: run[run.len() - 1].hour + chrono::Duration::hours(1),
-        };
-        let session = SessionBuilder::new(store.clone())
-            .window(run_window)
-            .engine(engine)
-            .build()
-            .await?;
-        let mut per_rule = Vec::new();
-        for rule in rules {
-            per_rule.push(compute(&session.ctx, rule).await?);
-        }
-        for partition in run {
-            let hour_start = partition.hour.timestamp();
-            let source = source(partition);
-            let mut found = Vec::new();
-            for (rule, batch) in rules.iter().zip(&per_rule) {
-                let hour = rows_of_hour(batch, hour_start)?;
-                if is_closed(partition.hour, now)
-                    && let Err(e) = write_rollup(store, rule, partition.hour, &source, &hour).await
-                {
-                    // A store the user may only read still gets its baseline, just not faster
-                    // next time.
-                    tracing::warn!("rollup not stored: {e}");
-                }
-                found.push(hour);
-            }
-            hours.insert(partition.hour, found);
-        }
-    }
-    let baselines = rules
-        .iter()
-        .enumerate()
-        .map(|(i, rule)| merge(*rule, hours.values().map(|batches| &batches[i])))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((baselines, summary))
-}
-
-/// Runs of consecutive hours.
-fn contiguous<'a>(partitions: &[&'a HourPartition]) -> Vec<Vec<&'a HourPartition>> {
-    let mut runs: Vec<Vec<&HourPartition>> = Vec::new();
-    for partition in partitions {
-        match runs.last_mut() {
-            Some(run) if run[run.len() - 1].hour + chrono::Duration::hours(1) == partition.hour => {
-                run.push(partition)
-            }
-            _ => runs.push(vec![partition]),
-        }
-    }
-    runs
-}
-
-/// The rule's rollup view over the session's window, in the rollup schema (the view's
-/// columns are in its order).
-async fn compute(ctx: &datafusion::prelude::SessionContext, rule: &Rule) -> Result<RecordBatch> {
-    let context = || Error::query(format!("compute rollups of {}", rule.name));
-    let batches = ctx
-        .sql(&format!("SELECT * FROM {}", rule.rollup_view))
-        .await
-        .map_err(context())?
-        .collect()
-        .await
-        .map_err(context())?;
-    cast_batches(&rollup_schema(), &batches).map_err(|e| context()(e.into()))
-}
-
-fn rows_of_hour(batch: &RecordBatch, hour_start: i64) -> Result<RecordBatch> {
+/// The rows of `batch` (a rollup view's) of the hour starting at `hour_start` (epoch seconds).
+pub fn rows_of_hour(batch: &RecordBatch, hour_start: i64) -> Result<RecordBatch> {
     let hours = batch.column(0).as_primitive::<Int64Type>();
     let mask = eq(hours, &Int64Array::new_scalar(hour_start))
         .and_then(|mask| filter_record_batch(batch, &mask))
@@ -341,7 +210,7 @@ fn rows_of_hour(batch: &RecordBatch, hour_start: i64) -> Result<RecordBatch> {
 /// The stored rollup of `rule` for `hour`, and whether it was computed from `source` by
 /// today's [`computed_by`]. A rollup is a cache: one that cannot be read (or a store that
 /// cannot be asked) is recomputed, with a warning naming it.
-async fn read_rollup(store: &Store, rule: &Rule, hour: DateTime<Utc>, source: &str) -> Stored {
+pub async fn read_rollup(store: &Store, rule: &Rule, hour: DateTime<Utc>, source: &str) -> Stored {
     let name = rollup_file(rule, hour);
     let place = store.place();
     let path = place.display_at(&name);
@@ -390,7 +259,7 @@ async fn read_rollup(store: &Store, rule: &Rule, hour: DateTime<Utc>, source: &s
     }
 }
 
-async fn write_rollup(
+pub async fn write_rollup(
     store: &Store,
     rule: &Rule,
     hour: DateTime<Utc>,
@@ -416,7 +285,7 @@ async fn write_rollup(
 }
 
 /// Merges hourly rollups (in hour order) into the rule's lookup, keys in order.
-fn merge<'a>(rule: Rule, hours: impl Iterator<Item = &'a RecordBatch>) -> Result<Baseline> {
+pub fn merge<'a>(rule: Rule, hours: impl Iterator<Item = &'a RecordBatch>) -> Result<Baseline> {
     let mut keys: HashMap<String, KeyRollup> = HashMap::new();
     for batch in hours {
         let key = batch.column(1).as_string::<i32>();
@@ -468,7 +337,7 @@ fn merge<'a>(rule: Rule, hours: impl Iterator<Item = &'a RecordBatch>) -> Result
 }
 
 /// Whether the hour starting at `hour` has ended by `now`: only then is its rollup stored.
-fn is_closed(hour: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+pub fn is_closed(hour: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     hour + chrono::Duration::hours(1) <= now
 }
 

@@ -4,12 +4,9 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use datafusion::common::config::Dialect;
-use datafusion::datasource::MemTable;
 use datafusion::execution::SessionState;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -18,13 +15,14 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col, lit};
 use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
 
-use crate::baseline::Baseline;
 use crate::error::{Error, Result};
 use crate::location::{Location, S3Options};
+use crate::lookup::Baseline;
 use crate::object_stores::ObjectStores;
 use crate::rules::{RULES, Rule, SQL};
 use crate::store::{Scan, Store};
 use crate::table;
+use crate::tables::{memory_table, rules_batch};
 use crate::time::{Window, rfc3339};
 use chrono::{DateTime, Utc};
 
@@ -232,7 +230,7 @@ fn register_metrics(
     scan: &Scan,
     window: Option<&Window>,
 ) -> Result<()> {
-    let table = store.table(scan);
+    let table = Arc::new(table::HourTable::new(store, scan));
     let context = || Error::query("register table metrics");
     let rows = ctx.read_table(table).map_err(context())?;
     let rows = match window {
@@ -320,45 +318,10 @@ async fn client_context(
     )))
 }
 
-/// A table of `batch`, held in memory.
-pub fn memory_table(name: &str, batch: RecordBatch) -> Result<Arc<dyn TableProvider>> {
-    let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
-        .map_err(Error::query(format!("register table {name}")))?;
-    Ok(Arc::new(table))
-}
-
 fn register(ctx: &SessionContext, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {
     ctx.register_table(name, table)
         .map_err(Error::query(format!("register table {name}")))?;
     Ok(())
-}
-
-/// The `rules` table: each rule's name, ESCU detection name and risk data.
-pub fn rules_batch() -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("rule", DataType::Utf8, false),
-        Field::new("detection", DataType::Utf8, false),
-        Field::new("lookup", DataType::Utf8, false),
-        Field::new("risk_score", DataType::Int64, false),
-        Field::new("risk_message", DataType::Utf8, false),
-        Field::new("mitre_attack_id", DataType::Utf8, false),
-    ]));
-    let strings =
-        |f: fn(&Rule) -> &'static str| Arc::new(StringArray::from_iter_values(RULES.iter().map(f)));
-    RecordBatch::try_new(
-        schema,
-        vec![
-            strings(|r| r.name),
-            strings(|r| r.detection),
-            strings(|r| r.lookup),
-            Arc::new(Int64Array::from_iter_values(
-                RULES.iter().map(|r| r.risk_score),
-            )),
-            strings(|r| r.risk_message),
-            strings(|r| r.mitre_attack_id),
-        ],
-    )
-    .expect("the rules table matches its schema")
 }
 
 /// Plans and runs every statement of `sql` in order, returning one DataFrame per statement

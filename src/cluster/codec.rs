@@ -31,12 +31,12 @@ use serde::{Deserialize, Serialize};
 use ballista_core::serde::BallistaLogicalExtensionCodec;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 
-use crate::baseline::Baseline;
 use crate::location::{Location, S3Options};
+use crate::lookup::Baseline;
 use crate::rules::RULES;
-use crate::session;
 use crate::store::{HourPartition, StoreFile};
 use crate::table::HourTable;
+use crate::tables;
 
 /// A table of an iodrift session, as the scheduler rebuilds it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -154,9 +154,9 @@ impl TableCodec {
                         dir.as_deref().unwrap_or("nowhere"),
                     )));
                 }
-                session::memory_table(rule.lookup, baseline.batch)
+                tables::memory_table(rule.lookup, baseline.batch)
             }
-            Described::Rules => session::memory_table("rules", session::rules_batch()),
+            Described::Rules => tables::memory_table("rules", tables::rules_batch()),
         }
     }
 }

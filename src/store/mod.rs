@@ -7,7 +7,6 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::{ScalarValue, Statistics as ColumnsStatistics};
-use datafusion::datasource::TableProvider;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
@@ -23,7 +22,6 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{Error, Result};
 use crate::location::Location;
-use crate::table::HourTable;
 use crate::time::Window;
 
 mod live;
@@ -378,11 +376,6 @@ impl Store {
         file.statistics = Some(Arc::new(as_dictionaries(statistics)));
         file.sorted = declares_sort_order(&metadata);
         Ok(())
-    }
-
-    /// The rows of `scan` as a table with the store's [`schema`] and its `hour` column.
-    pub fn table(&self, scan: &Scan) -> Arc<dyn TableProvider> {
-        Arc::new(HourTable::new(self, scan))
     }
 
     /// The URL DataFusion resolves this store's object store by.
