@@ -2,7 +2,8 @@
 //! that selects them from the `findings` view for the chosen rules, window and `--filter`.
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::logical_expr::SortExpr;
+use datafusion::common::tree_node::TreeNode;
+use datafusion::logical_expr::{Expr, SortExpr};
 use datafusion::prelude::{DataFrame, col, lit};
 use serde::{Deserialize, Serialize};
 
@@ -51,14 +52,61 @@ pub async fn query(session: &Session, rules: &[Rule], filter: Option<&str>) -> R
         .with_column("window_end", lit(rfc3339(window.latest)))
         .map_err(context())?;
     if let Some(filter) = filter {
-        let bad = |e: datafusion::error::DataFusionError| Error::Filter {
+        let refuse = |reason: String| Error::Filter {
             filter: filter.to_string(),
-            reason: e.strip_backtrace(),
+            reason,
         };
+        let bad = |e: datafusion::error::DataFusionError| refuse(e.strip_backtrace());
+        let depth = nesting_depth(filter);
+        if depth > MAX_FILTER_NESTING {
+            return Err(refuse(format!(
+                "parentheses nest {depth} deep; at most {MAX_FILTER_NESTING}"
+            )));
+        }
         let predicate = selected.parse_sql_expr(filter).map_err(bad)?;
+        let aggregates = predicate
+            .exists(|e| {
+                Ok(matches!(
+                    e,
+                    Expr::AggregateFunction(_) | Expr::WindowFunction(_)
+                ))
+            })
+            .map_err(bad)?;
+        if aggregates {
+            return Err(refuse(
+                "aggregate and window functions compare findings with each other; a filter \
+                 keeps or drops one finding at a time"
+                    .into(),
+            ));
+        }
         selected = selected.filter(predicate).map_err(bad)?;
     }
     selected.sort(order()).map_err(context())
+}
+
+/// How deep a filter's parentheses may nest: SQL parsers' time grows with it (sqlparser's
+/// PostgreSQL dialect doubles it with each nested call, apache/datafusion-sqlparser-rs#2378),
+/// and no predicate over a finding's fields needs more.
+const MAX_FILTER_NESTING: usize = 16;
+
+/// The deepest nesting of parentheses and brackets in `sql`, outside quotes.
+fn nesting_depth(sql: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    for c in sql.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ')' | ']') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Findings in rule, cluster, host and pod order (one finding per pod and rule).

@@ -405,6 +405,9 @@ fn generate_and_eval_refuse_sizes_and_times_they_cannot_hold() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success() && output.status.code() != Some(101), "{stderr}");
+    assert!(
+        !output.status.success() && output.status.code() != Some(101),
+        "{stderr}"
+    );
     assert!(stderr.contains("labels"), "{stderr}");
 }

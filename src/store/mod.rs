@@ -389,9 +389,18 @@ fn is_hidden(path: &Path) -> bool {
         .is_some_and(|name| name.starts_with('.') || name.starts_with('_'))
 }
 
-/// The date of a partition directory name `dt=YYYY-MM-DD`.
+/// The date of a partition directory name `dt=YYYY-MM-DD`, exactly as the store writes it (four,
+/// two and two digits).
 pub fn parse_day(name: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(name.strip_prefix("dt=")?, "%Y-%m-%d").ok()
+    let day = name.strip_prefix("dt=")?;
+    let as_written = day.len() == 10
+        && day.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    as_written
+        .then(|| NaiveDate::parse_from_str(day, "%Y-%m-%d").ok())
+        .flatten()
 }
 
 /// The start of the hour of partition directory names `dt=YYYY-MM-DD` and `hour=HH` (two
