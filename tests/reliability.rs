@@ -411,3 +411,30 @@ fn generate_and_eval_refuse_sizes_and_times_they_cannot_hold() {
     );
     assert!(stderr.contains("labels"), "{stderr}");
 }
+
+#[test]
+fn a_gzip_bomb_is_an_error_naming_the_input() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bomb.json.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&input).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..=1024 {
+        encoder.write_all(&chunk).unwrap();
+    }
+    encoder.finish().unwrap();
+    let output = iodrift()
+        .args(["ingest", "--format", "otlp-json", "--store"])
+        .arg(dir.path().join("store"))
+        .arg(&input)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("bomb.json.gz"), "{stderr}");
+    assert!(stderr.contains("decompresses to more than"), "{stderr}");
+    assert!(!dir.path().join("store").join("_ingest").exists());
+}

@@ -406,15 +406,27 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Gunzips gzip input (by its magic bytes); a truncated or corrupt one is an error.
+/// The most bytes one gzip input may decompress to: far above what collectors write per file,
+/// far below what would exhaust memory (a gzip bomb).
+const MAX_DECOMPRESSED: u64 = 1 << 30;
+
+/// Gunzips gzip input (by its magic bytes); a truncated or corrupt one, or one that decompresses
+/// to more than [`MAX_DECOMPRESSED`], is an error.
 fn decompress(input: &str, raw: Vec<u8>) -> Result<Vec<u8>> {
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }
-    let mut bytes = Vec::with_capacity(raw.len() * 8);
+    let mut bytes = Vec::with_capacity(raw.len().saturating_mul(8).min(1 << 26));
     flate2::read::MultiGzDecoder::new(raw.as_slice())
+        .take(MAX_DECOMPRESSED + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::input(input, format!("truncated or corrupt gzip: {e}")))?;
+    if bytes.len() as u64 > MAX_DECOMPRESSED {
+        return Err(Error::input(
+            input,
+            format!("decompresses to more than {MAX_DECOMPRESSED} bytes; split it"),
+        ));
+    }
     Ok(bytes)
 }
 
