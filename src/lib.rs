@@ -7,6 +7,7 @@ pub mod cli;
 #[cfg(feature = "ballista")]
 pub mod cluster;
 pub mod compact;
+pub mod detect;
 pub mod error;
 pub mod eval;
 pub mod failpoint;

@@ -11,15 +11,16 @@ use iodrift::cli::{
     BallistaCommand, BaselineArgs, Cli, Command, CompactArgs, DemoArgs, DetectArgs, EvalArgs,
     GenerateArgs, IngestArgs, LogFormat, RunDueArgs, SqlArgs,
 };
+use iodrift::detect::Detection;
 use iodrift::error::{Error, Result};
 use iodrift::generate::{self, Spec};
 use iodrift::ingest;
 use iodrift::location::{Location, S3Options};
 use iodrift::output::{Format, Stdout, write_batches};
 use iodrift::repl::Repl;
-use iodrift::rules::RuleChoice;
+use iodrift::rules::{Rule, RuleChoice};
 use iodrift::schedule::{Config, Lease, lease};
-use iodrift::session::SessionBuilder;
+use iodrift::session::{Engine, SessionBuilder};
 use iodrift::store::Store;
 use iodrift::time::{Window, resolve, resolve_now, rfc3339};
 
@@ -82,9 +83,9 @@ async fn run(cli: Cli) -> Result<()> {
     };
     match cli.command {
         Command::Baseline(args) => baseline(args, &s3).await,
-        Command::Detect(args) => detect(args, &s3).await.map(|_| ()),
+        Command::Detect(args) => detect(args, &s3).await,
         Command::Sql(args) => sql(args, &s3).await,
-        Command::Generate(args) => generate(args, &s3).await.map(|_| ()),
+        Command::Generate(args) => generate(args, &s3).await,
         Command::Demo(args) => demo(args, &s3).await,
         Command::Eval(args) => eval(args, &s3).await,
         Command::Ingest(args) => ingest(args, &s3).await,
@@ -141,14 +142,28 @@ async fn baseline(args: BaselineArgs, s3: &S3Options) -> Result<()> {
     let window = window(&args.earliest, &args.latest, args.now.now.as_deref())?;
     let out = Location::parse(&args.out, s3)?;
     let store = Store::open(Location::parse(&args.store, s3)?)?;
-    let (baselines, source) = iodrift::baseline::compute_over(
+    write_baselines(
         store,
         window,
         &args.rule.rules(),
         args.full,
         &args.engine.engine(),
+        &out,
     )
-    .await?;
+    .await
+}
+
+/// Runs the baseline operation and writes its lookups to `out`, saying what it read and wrote.
+async fn write_baselines(
+    store: Store,
+    window: Window,
+    rules: &[Rule],
+    full: bool,
+    engine: &Engine,
+    out: &Location,
+) -> Result<()> {
+    let (baselines, source) =
+        iodrift::baseline::compute_over(store, window, rules, full, engine).await?;
     if let iodrift::baseline::Source::Rollups(summary) = source {
         let why = match summary.reasons() {
             reasons if reasons.is_empty() => String::new(),
@@ -160,7 +175,7 @@ async fn baseline(args: BaselineArgs, s3: &S3Options) -> Result<()> {
         );
     }
     for baseline in baselines {
-        for path in baseline.write(&out).await? {
+        for path in baseline.write(out).await? {
             println!(
                 "{}: {} keys -> {path}",
                 baseline.rule.lookup,
@@ -171,7 +186,7 @@ async fn baseline(args: BaselineArgs, s3: &S3Options) -> Result<()> {
     Ok(())
 }
 
-async fn detect(args: DetectArgs, s3: &S3Options) -> Result<Vec<RecordBatch>> {
+async fn detect(args: DetectArgs, s3: &S3Options) -> Result<()> {
     let rules = args.rule.rules();
     let window = window(&args.earliest, &args.latest, args.now.now.as_deref())?;
     let output = args
@@ -179,28 +194,16 @@ async fn detect(args: DetectArgs, s3: &S3Options) -> Result<Vec<RecordBatch>> {
         .as_deref()
         .map(|o| Location::parse(o, s3))
         .transpose()?;
-    let session = SessionBuilder::new(Store::open(Location::parse(&args.store, s3)?)?)
-        .window(window)
-        .baselines(Location::parse(&args.baselines, s3)?, &rules)
-        .engine(&args.engine.engine())
-        .build()
-        .await?;
-    session.warn_about_empty_hours();
-    let findings = iodrift::finding::batches(&session, &rules, args.filter.as_deref()).await?;
-    match &output {
-        Some(output) => {
-            output
-                .write("", |file| {
-                    write_batches(file, &findings, args.format).map_err(std::io::Error::other)
-                })
-                .await?
-        }
-        None => {
-            let mut stdout = Stdout::lock();
-            write_batches(&mut stdout, &findings, args.format)?;
-            stdout.flush().map_err(Error::io("standard output"))?;
-        }
-    }
+    let detection = Detection::open(
+        Store::open(Location::parse(&args.store, s3)?)?,
+        window,
+        Location::parse(&args.baselines, s3)?,
+        &rules,
+        &args.engine.engine(),
+    )
+    .await?;
+    let findings = detection.findings(&rules, args.filter.as_deref()).await?;
+    write_findings(&findings, args.format, output.as_ref()).await?;
     let count: usize = findings.iter().map(RecordBatch::num_rows).sum();
     eprintln!(
         "{count} findings from {} over [{}, {})",
@@ -208,7 +211,29 @@ async fn detect(args: DetectArgs, s3: &S3Options) -> Result<Vec<RecordBatch>> {
         rfc3339(window.earliest),
         rfc3339(window.latest)
     );
-    Ok(findings)
+    Ok(())
+}
+
+/// Writes findings as `format` to `output` (whole or not at all), or to standard output.
+async fn write_findings(
+    findings: &[RecordBatch],
+    format: Format,
+    output: Option<&Location>,
+) -> Result<()> {
+    match output {
+        Some(output) => {
+            output
+                .write("", |file| {
+                    write_batches(file, findings, format).map_err(std::io::Error::other)
+                })
+                .await
+        }
+        None => {
+            let mut stdout = Stdout::lock();
+            write_batches(&mut stdout, findings, format)?;
+            stdout.flush().map_err(Error::io("standard output"))
+        }
+    }
 }
 
 async fn sql(args: SqlArgs, s3: &S3Options) -> Result<()> {
@@ -235,8 +260,7 @@ async fn sql(args: SqlArgs, s3: &S3Options) -> Result<()> {
     Ok(())
 }
 
-async fn generate(args: GenerateArgs, s3: &S3Options) -> Result<generate::Summary> {
-    let out = Location::parse(&args.out, s3)?;
+async fn generate(args: GenerateArgs, s3: &S3Options) -> Result<()> {
     let spec = Spec {
         clusters: args.clusters,
         services: args.services,
@@ -245,11 +269,14 @@ async fn generate(args: GenerateArgs, s3: &S3Options) -> Result<generate::Summar
         hours: args.hours,
         seed: args.seed,
     };
+    generate_store(spec, Location::parse(&args.out, s3)?).await?;
+    Ok(())
+}
+
+/// Runs the generator and says what it wrote.
+async fn generate_store(spec: Spec, out: Location) -> Result<generate::Summary> {
     let started = std::time::Instant::now();
-    let runtime = tokio::runtime::Handle::current();
-    let summary = tokio::task::spawn_blocking(move || generate::generate(&spec, &out, &runtime))
-        .await
-        .map_err(|e| Error::Usage(format!("the generator failed: {e}")))??;
+    let summary = generate::run(spec, out.clone()).await?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "generated {} rows ({} pods, {} hours, {} scenarios) into {} in {seconds:.1} s ({:.1} M rows/s); labels: {}",
@@ -257,7 +284,7 @@ async fn generate(args: GenerateArgs, s3: &S3Options) -> Result<generate::Summar
         summary.pods,
         summary.files,
         summary.labels.scenarios.len(),
-        args.out,
+        out.as_str(),
         summary.rows as f64 / seconds / 1e6,
         summary.labels_path
     );
@@ -385,55 +412,46 @@ async fn demo(args: DemoArgs, s3: &S3Options) -> Result<()> {
     let store = args.dir.join("store");
     let baselines = args.dir.join("baselines");
     let findings_path = args.dir.join("findings.json");
-    let generated = generate(
-        GenerateArgs {
-            out: store.display().to_string(),
-            clusters: 1,
-            services: 12,
-            replicas: 3,
-            start: "2026-03-01T00:00:00Z".into(),
-            hours: 48,
-            seed: 1,
-        },
-        s3,
-    )
-    .await?;
+    let place = |path: &std::path::Path| Location::parse(&path.display().to_string(), s3);
+    let spec = Spec {
+        clusters: 1,
+        services: 12,
+        replicas: 3,
+        start: resolve("2026-03-01T00:00:00Z", Utc::now(), "--start")?,
+        hours: 48,
+        seed: 1,
+    };
+    let generated = generate_store(spec, place(&store)?).await?;
     let now = rfc3339(generated.labels.end);
-    let location = store.to_string_lossy().into_owned();
-    baseline(
-        BaselineArgs {
-            store: location.clone(),
-            out: baselines.display().to_string(),
-            rule: RuleChoice::All,
-            earliest: "-30d@d".into(),
-            latest: "-1d@d".into(),
-            full: false,
-            now: iodrift::cli::NowArg {
-                now: Some(now.clone()),
-            },
-            engine: Default::default(),
-        },
-        s3,
+    let rules = RuleChoice::All.rules();
+    let engine = Engine::default();
+    write_baselines(
+        Store::open(place(&store)?)?,
+        window("-30d@d", "-1d@d", Some(&now))?,
+        &rules,
+        false,
+        &engine,
+        &place(&baselines)?,
     )
     .await?;
-    let findings = detect(
-        DetectArgs {
-            store: location,
-            baselines: baselines.display().to_string(),
-            rule: RuleChoice::All,
-            earliest: "-70m@m".into(),
-            latest: "-10m@m".into(),
-            now: iodrift::cli::NowArg {
-                now: Some(now.clone()),
-            },
-            engine: Default::default(),
-            format: Format::Json,
-            output: Some(findings_path.display().to_string()),
-            filter: None,
-        },
-        s3,
+    let detection_window = window("-70m@m", "-10m@m", Some(&now))?;
+    let detection = Detection::open(
+        Store::open(place(&store)?)?,
+        detection_window,
+        place(&baselines)?,
+        &rules,
+        &engine,
     )
     .await?;
+    let findings = detection.findings(&rules, None).await?;
+    write_findings(&findings, Format::Json, Some(&place(&findings_path)?)).await?;
+    eprintln!(
+        "{} findings from {} over [{}, {})",
+        findings.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        rules.iter().map(|r| r.name).collect::<Vec<_>>().join(", "),
+        rfc3339(detection_window.earliest),
+        rfc3339(detection_window.latest)
+    );
     let summary = findings
         .iter()
         .map(|batch| {
@@ -460,7 +478,6 @@ async fn demo(args: DemoArgs, s3: &S3Options) -> Result<()> {
         "\nFindings of both ESCU detections over ESCU's default window (-70m@m to -10m@m before {now}):"
     );
     write_batches(&mut Stdout::lock(), &summary, Format::Table)?;
-    let detection_window = window("-70m@m", "-10m@m", Some(&now))?;
     println!("\nScenarios injected into that window (labels):");
     for label in &generated.labels.scenarios {
         if label.overlap(&detection_window) > chrono::Duration::zero() {

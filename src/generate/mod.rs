@@ -131,6 +131,15 @@ pub struct Summary {
     pub labels: Labels,
 }
 
+/// Writes the synthetic store of `spec` into `out` (see [`generate`]) from async code: the
+/// generator's threads run outside the async runtime's.
+pub async fn run(spec: Spec, out: Location) -> Result<Summary> {
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || generate(&spec, &out, &runtime))
+        .await
+        .map_err(|e| Error::Usage(format!("the generator failed: {e}")))?
+}
+
 /// The labels file of the store at `store`: `<store>.labels.json`, beside it.
 pub fn labels_location(store: &Location) -> Location {
     store.with_suffix(".labels.json")

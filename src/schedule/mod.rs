@@ -14,10 +14,10 @@ pub use config::{Config, Job, Task};
 pub use lease::Lease;
 pub use state::JobState;
 
+use crate::detect::Detection;
 use crate::error::{Error, Result};
 use crate::output::{Format, write_batches};
 use crate::rules::Rule;
-use crate::session::SessionBuilder;
 use crate::store::Store;
 use crate::time::{Window, rfc3339};
 
@@ -161,13 +161,15 @@ async fn detect(
     filter: Option<&str>,
     format: Format,
 ) -> Result<Vec<Output>> {
-    let session = SessionBuilder::new(store)
-        .window(window)
-        .baselines(config.baselines.clone(), &config.rules)
-        .engine(&config.engine)
-        .build()
-        .await?;
-    session.warn_about_empty_hours();
+    let detection = Detection::open(
+        store,
+        window,
+        config.baselines.clone(),
+        &config.rules,
+        &config.engine,
+    )
+    .await?;
+    let session = detection.session();
     let files = session.scan.files().count();
     let store_rows: usize = session
         .scan
@@ -176,8 +178,9 @@ async fn detect(
         .sum();
     let mut outputs = Vec::new();
     for rule in &config.rules {
-        let findings =
-            crate::finding::batches(&session, std::slice::from_ref(rule), filter).await?;
+        let findings = detection
+            .findings(std::slice::from_ref(rule), filter)
+            .await?;
         let relative = findings_object(rule, &window, format);
         config
             .findings

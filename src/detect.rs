@@ -1,0 +1,48 @@
+//! `iodrift detect`: the findings of rules over a window, against the lookups of a baselines
+//! location, after the user's filter. One session serves every rule of a detection.
+
+use datafusion::arrow::array::RecordBatch;
+
+use crate::error::Result;
+use crate::finding;
+use crate::location::Location;
+use crate::rules::Rule;
+use crate::session::{Engine, Session, SessionBuilder};
+use crate::store::Store;
+use crate::time::Window;
+
+/// A detection ready to run: the store's window and the lookups of its rules, in one session.
+pub struct Detection {
+    session: Session,
+}
+
+impl Detection {
+    /// Opens the store's `window` with the lookups in `baselines`; those of `rules` must be there.
+    /// Warns about the hours of the window that hold no data.
+    pub async fn open(
+        store: Store,
+        window: Window,
+        baselines: Location,
+        rules: &[Rule],
+        engine: &Engine,
+    ) -> Result<Detection> {
+        let session = SessionBuilder::new(store)
+            .window(window)
+            .baselines(baselines, rules)
+            .engine(engine)
+            .build()
+            .await?;
+        session.warn_about_empty_hours();
+        Ok(Detection { session })
+    }
+
+    /// The session the detection runs in: its scan says what the window read.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The findings of `rules` that pass `filter`, in the findings' order.
+    pub async fn findings(&self, rules: &[Rule], filter: Option<&str>) -> Result<Vec<RecordBatch>> {
+        finding::batches(&self.session, rules, filter).await
+    }
+}
