@@ -9,7 +9,7 @@ use futures::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::lookup::{Baseline, cast_batches};
-use crate::rollup::{self, Stored, Summary};
+use crate::rollup::{self, Stale, Summary};
 use crate::rules::Rule;
 use crate::session::{Engine, Session, SessionBuilder};
 use crate::store::{HourPartition, Store};
@@ -95,17 +95,18 @@ pub async fn incremental(
     let mut hours: BTreeMap<DateTime<Utc>, Vec<RecordBatch>> = BTreeMap::new();
     let mut stale = Vec::new();
     let mut summary = Summary::default();
+    let computed_by: Vec<String> = rules.iter().map(rollup::computed_by).collect();
+    let computed_by = &computed_by;
     // One request per hour and rule; on S3 their latency, not their size, is the cost.
-    let stored: Vec<std::result::Result<Vec<RecordBatch>, Stored>> =
+    let stored: Vec<std::result::Result<Vec<RecordBatch>, Stale>> =
         futures::stream::iter(&scan.partitions)
             .map(|partition| async move {
                 let source = rollup::source(partition);
                 let mut found = Vec::new();
-                for rule in rules {
-                    match rollup::read_rollup(store, rule, partition.hour, &source).await {
-                        Stored::Current(batch) => found.push(batch),
-                        other => return Err(other),
-                    }
+                for (rule, logic) in rules.iter().zip(computed_by) {
+                    found.push(
+                        rollup::read_rollup(store, rule, partition.hour, &source, logic).await?,
+                    );
                 }
                 Ok(found)
             })
@@ -117,16 +118,13 @@ pub async fn incremental(
             Ok(found) => {
                 summary.reused += 1;
                 hours.insert(partition.hour, found);
-                continue;
             }
-            Err(Stored::Missing) => summary.new += 1,
-            Err(Stored::FilesChanged) => summary.files_changed += 1,
-            Err(Stored::LogicChanged) => summary.logic_changed += 1,
-            Err(Stored::Unreadable | Stored::Current(_)) => summary.unreadable += 1,
+            Err(why) => {
+                summary.count(why);
+                stale.push(partition);
+            }
         }
-        stale.push(partition);
     }
-    summary.rebuilt = stale.len();
     for run in contiguous(&stale) {
         let run_window = Window {
             earliest: run[0].hour,
@@ -145,11 +143,12 @@ pub async fn incremental(
             let hour_start = partition.hour.timestamp();
             let source = rollup::source(partition);
             let mut found = Vec::new();
-            for (rule, batch) in rules.iter().zip(&per_rule) {
+            for ((rule, batch), logic) in rules.iter().zip(&per_rule).zip(computed_by) {
                 let hour = rollup::rows_of_hour(batch, hour_start)?;
                 if rollup::is_closed(partition.hour, now)
                     && let Err(e) =
-                        rollup::write_rollup(store, rule, partition.hour, &source, &hour).await
+                        rollup::write_rollup(store, rule, partition.hour, &source, logic, &hour)
+                            .await
                 {
                     // A store the user may only read still gets its baseline, just not faster
                     // next time.

@@ -7,7 +7,6 @@ use datafusion::arrow::compute::{
     SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
 };
 use datafusion::object_store::ObjectMeta;
-use datafusion::object_store::path::Path;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::KeyValue;
 use sha2::{Digest, Sha256};
@@ -36,12 +35,11 @@ pub async fn compact(store: &Location, before: DateTime<Utc>) -> Result<Summary>
     let mut summary = Summary::default();
     let partitions = store::list_partitions(store).await?;
     let commits = Commits::for_files(store, partitions.values().flatten()).await?;
-    let display = |path: &Path| store.display(path);
     for (hour, files) in partitions {
         if hour.timestamp_millis() + HOUR_MS > before.timestamp_millis() {
             continue;
         }
-        let files = store::hour_files(store.objects().as_ref(), &display, files, &commits).await?;
+        let files = store::hour_files(store, files, &commits).await?;
         summary.uncommitted_files += files.uncommitted.len();
         if files.live.len() > 1 {
             summary.rows += merge(store, hour, &files).await?;
@@ -107,7 +105,10 @@ async fn merge(store: &Location, hour: DateTime<Utc>, files: &HourFiles) -> Resu
         .filter(|f| file_name(f) != name)
         .collect();
     let replaced: Vec<&str> = superseded.iter().map(|f| file_name(f)).collect();
-    let metadata = KeyValue::new(REPLACES_KEY.to_string(), json_names(&replaced));
+    let metadata = KeyValue::new(
+        REPLACES_KEY.to_string(),
+        serde_json::Value::from(replaced).to_string(),
+    );
     let properties = store::writer_properties()
         .into_builder()
         .set_key_value_metadata(Some(vec![metadata]))
@@ -139,15 +140,6 @@ fn sort(batch: &RecordBatch) -> datafusion::arrow::error::Result<RecordBatch> {
         .collect::<datafusion::arrow::error::Result<Vec<_>>>()?;
     let indices = lexsort_to_indices(&columns, None)?;
     take_record_batch(batch, &indices)
-}
-
-/// A JSON array of `names`.
-fn json_names(names: &[&str]) -> String {
-    let quoted: Vec<String> = names
-        .iter()
-        .map(|n| serde_json::Value::from(*n).to_string())
-        .collect();
-    format!("[{}]", quoted.join(","))
 }
 
 fn file_name(file: &ObjectMeta) -> &str {

@@ -171,7 +171,8 @@ async fn write_baselines(
         };
         eprintln!(
             "hourly rollups: {} hours merged from stored rollups, {} read from raw rows{why}",
-            summary.reused, summary.rebuilt
+            summary.reused,
+            summary.rebuilt()
         );
     }
     for baseline in baselines {

@@ -1,8 +1,6 @@
-//! Incremental baselines: each closed hour's rollup per rule (count, mean and M2 of both
-//! measures, rows, last bucket) under `<store>/_rollups/`, rebuilt when the hour's files change.
-//!
-//! A baseline over a window merges the rollups of its hours with Chan et al.'s parallel update
-//! instead of rescanning raw rows; only hours without a current rollup are read.
+//! Hourly rollups as files: each closed hour's rollup per rule (count, mean and M2 of both
+//! measures, rows, last bucket) under `<store>/_rollups/`, fingerprinted by the hour's files and
+//! by what computed it, and merged into a lookup with Chan et al.'s parallel update.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,8 +81,6 @@ struct KeyRollup {
 pub struct Summary {
     /// Hours whose stored rollups were current.
     pub reused: usize,
-    /// Hours read from raw rows, for any of the reasons below.
-    pub rebuilt: usize,
     /// Hours that had no rollup yet.
     pub new: usize,
     /// Hours whose files changed since their rollup (late ingest, compaction).
@@ -97,6 +93,21 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Hours read from raw rows, for any reason.
+    pub fn rebuilt(&self) -> usize {
+        self.new + self.files_changed + self.logic_changed + self.unreadable
+    }
+
+    /// Counts one hour whose stored rollup was not current, by why.
+    pub fn count(&mut self, stale: Stale) {
+        match stale {
+            Stale::Missing => self.new += 1,
+            Stale::FilesChanged => self.files_changed += 1,
+            Stale::LogicChanged => self.logic_changed += 1,
+            Stale::Unreadable => self.unreadable += 1,
+        }
+    }
+
     /// Why hours were read from raw rows, for a person: `12 new, 3 with changed files`.
     pub fn reasons(&self) -> String {
         let reasons: Vec<String> = [
@@ -116,9 +127,9 @@ impl Summary {
     }
 }
 
-/// What a stored rollup is to the hour it belongs to.
-pub enum Stored {
-    Current(RecordBatch),
+/// Why an hour's stored rollup cannot be merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
     Missing,
     FilesChanged,
     LogicChanged,
@@ -207,26 +218,29 @@ pub fn rows_of_hour(batch: &RecordBatch, hour_start: i64) -> Result<RecordBatch>
     Ok(mask)
 }
 
-/// The stored rollup of `rule` for `hour`, and whether it was computed from `source` by
-/// today's [`computed_by`]. A rollup is a cache: one that cannot be read (or a store that
-/// cannot be asked) is recomputed, with a warning naming it.
-pub async fn read_rollup(store: &Store, rule: &Rule, hour: DateTime<Utc>, source: &str) -> Stored {
+/// The stored rollup of `rule` for `hour`, if it was computed from `source` by `computed_by`
+/// (today's [`computed_by`] of the rule). A rollup is a cache: one that cannot be read (or a
+/// store that cannot be asked) is recomputed, with a warning naming it.
+pub async fn read_rollup(
+    store: &Store,
+    rule: &Rule,
+    hour: DateTime<Utc>,
+    source: &str,
+    computed_by: &str,
+) -> std::result::Result<RecordBatch, Stale> {
     let name = rollup_file(rule, hour);
     let place = store.place();
     let path = place.display_at(&name);
     let unreadable = |e: &dyn std::fmt::Display| {
         tracing::warn!("{path}: unreadable rollup, computed again: {e}");
-        Stored::Unreadable
+        Stale::Unreadable
     };
     let bytes = match place.read(&name).await {
         Ok(Some(bytes)) => bytes,
-        Ok(None) => return Stored::Missing,
-        Err(e) => return unreadable(&e),
+        Ok(None) => return Err(Stale::Missing),
+        Err(e) => return Err(unreadable(&e)),
     };
-    let builder = match ParquetRecordBatchReaderBuilder::try_new(bytes) {
-        Ok(builder) => builder,
-        Err(e) => return unreadable(&e),
-    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| unreadable(&e))?;
     let footer = |key: &str| {
         builder
             .metadata()
@@ -235,41 +249,40 @@ pub async fn read_rollup(store: &Store, rule: &Rule, hour: DateTime<Utc>, source
             .and_then(|kv| kv.iter().find(|kv| kv.key == key))
             .and_then(|kv| kv.value.clone())
     };
-    if footer(COMPUTED_BY_KEY).as_deref() != Some(computed_by(rule).as_str()) {
-        return Stored::LogicChanged;
+    if footer(COMPUTED_BY_KEY).as_deref() != Some(computed_by) {
+        return Err(Stale::LogicChanged);
     }
     if footer(SOURCE_KEY).as_deref() != Some(source) {
-        return Stored::FilesChanged;
+        return Err(Stale::FilesChanged);
     }
     let schema = rollup_schema();
     if builder.schema().fields() != schema.fields() {
-        return unreadable(&"its columns are not the rollup layout");
+        return Err(unreadable(&"its columns are not the rollup layout"));
     }
-    let batches = match builder.build().and_then(|reader| {
-        reader
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(Into::into)
-    }) {
-        Ok(batches) => batches,
-        Err(e) => return unreadable(&e),
-    };
-    match datafusion::arrow::compute::concat_batches(&schema, &batches) {
-        Ok(batch) => Stored::Current(batch),
-        Err(e) => unreadable(&e),
-    }
+    let batches = builder
+        .build()
+        .and_then(|reader| {
+            reader
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(Into::into)
+        })
+        .map_err(|e| unreadable(&e))?;
+    datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|e| unreadable(&e))
 }
 
+/// Stores `batch` as the rollup of `rule` for `hour`, computed from `source` by `computed_by`.
 pub async fn write_rollup(
     store: &Store,
     rule: &Rule,
     hour: DateTime<Utc>,
     source: &str,
+    computed_by: &str,
     batch: &RecordBatch,
 ) -> Result<()> {
     let properties = WriterProperties::builder()
         .set_key_value_metadata(Some(vec![
             KeyValue::new(SOURCE_KEY.to_string(), source.to_string()),
-            KeyValue::new(COMPUTED_BY_KEY.to_string(), computed_by(rule)),
+            KeyValue::new(COMPUTED_BY_KEY.to_string(), computed_by.to_string()),
         ]))
         .build();
     store

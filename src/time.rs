@@ -69,7 +69,9 @@ pub fn latest_supported() -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(i64::MAX)
 }
 
-fn supported(instant: DateTime<Utc>) -> std::result::Result<DateTime<Utc>, String> {
+/// `instant`, or why iodrift cannot take it: it lies outside [`earliest_supported`] ..
+/// [`latest_supported`].
+pub fn supported(instant: DateTime<Utc>) -> std::result::Result<DateTime<Utc>, String> {
     if instant < earliest_supported() || instant > latest_supported() {
         return Err(format!(
             "{} is outside the supported time range, {} to {}",

@@ -248,14 +248,14 @@ fn ingest_everywhere(server: Option<&S3Server>) -> usize {
     let inputs = tempfile::tempdir().unwrap();
     let committed = scrapes(&inputs.path().join("committed"), &[0, 10]);
     let crashed = scrapes(&inputs.path().join("new"), &[20, 3620]);
-    let scratch = Lake::new(None);
-    run(&mut ingest_command(&scratch, &committed), None);
-    let before = scratch.query("store", ROWS_BY_HOUR);
-    run(&mut ingest_command(&scratch, &crashed), None);
-    let after = scratch.query("store", ROWS_BY_HOUR);
     let template = Lake::new(None);
     run(&mut ingest_command(&template, &committed), None);
     let template_store = template.dir.path().join("store");
+    let scratch = Lake::new(None);
+    scratch.upload(&template_store, "store");
+    let before = scratch.query("store", ROWS_BY_HOUR);
+    run(&mut ingest_command(&scratch, &crashed), None);
+    let after = scratch.query("store", ROWS_BY_HOUR);
     assert_ne!(before, after);
     kill_at_every_point(
         server,

@@ -106,13 +106,8 @@ impl Labels {
             .ok_or_else(|| fail("no such file".into()))?;
         let labels: Labels = serde_json::from_slice(&text)
             .map_err(|e| fail(format!("not a labels file of `iodrift generate`: {e}")))?;
-        let supported = crate::time::earliest_supported()..=crate::time::latest_supported();
-        if !supported.contains(&labels.start) || !supported.contains(&labels.end) {
-            return Err(fail(format!(
-                "start {} or end {} is outside the supported time range",
-                crate::time::rfc3339(labels.start),
-                crate::time::rfc3339(labels.end)
-            )));
+        for (field, instant) in [("start", labels.start), ("end", labels.end)] {
+            crate::time::supported(instant).map_err(|reason| fail(format!("{field}: {reason}")))?;
         }
         if labels.end < labels.start {
             return Err(fail("its end comes before its start".into()));

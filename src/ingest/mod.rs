@@ -312,13 +312,12 @@ async fn check_not_replaced<'a>(
     name: &str,
 ) -> Result<()> {
     let commits = store::Commits::default();
-    let display = |path: &ObjectPath| store.display(path);
     for &hour in hours {
         let Some(hour) = DateTime::from_timestamp_millis(hour) else {
             continue;
         };
         let files = store::list_hour(store, hour).await?;
-        let files = store::hour_files(store.objects().as_ref(), &display, files, &commits).await?;
+        let files = store::hour_files(store, files, &commits).await?;
         if let Some(file) = files
             .replaced
             .iter()

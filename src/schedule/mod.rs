@@ -135,7 +135,7 @@ async fn baseline(
     if let crate::baseline::Source::Rollups(summary) = source {
         tracing::info!(
             reused_hours = summary.reused,
-            rebuilt_hours = summary.rebuilt,
+            rebuilt_hours = summary.rebuilt(),
             rebuilt_because = summary.reasons(),
             "hourly rollups merged"
         );

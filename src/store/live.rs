@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::object_store::ObjectMeta;
 use datafusion::object_store::path::Path;
-use datafusion::object_store::{ObjectMeta, ObjectStore};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -110,23 +110,24 @@ pub fn is_data_file(path: &Path) -> bool {
         .is_some_and(|n| n.ends_with(".parquet") && !n.starts_with(['.', '_']))
 }
 
-/// Sorts the data files of one hour partition (any order) into live, replaced and
-/// uncommitted ones. Reads the footer of every compacted file; one that cannot be read is an
-/// error naming it, since what it replaces is then unknown.
+/// Sorts the data files of one hour partition of the store at `store` (any order) into live,
+/// replaced and uncommitted ones. Where the hour holds more than one file, reads the footer of
+/// every compacted file; one that cannot be read is an error naming it, since what it replaces
+/// is then unknown.
 pub async fn hour_files(
-    objects: &dyn ObjectStore,
-    display: &dyn Fn(&Path) -> String,
+    store: &Location,
     mut files: Vec<ObjectMeta>,
     commits: &Commits,
 ) -> Result<HourFiles> {
     files.sort_by(|a, b| a.location.cmp(&b.location));
     let mut replaced_names = HashSet::new();
-    for file in &files {
+    // A file never replaces itself: an hour of one file needs no footer read.
+    for file in files.iter().filter(|_| files.len() > 1) {
         let name = file.location.filename().unwrap_or("");
         if !name.starts_with(COMPACTED_PREFIX) {
             continue;
         }
-        replaced_names.extend(replaces(objects, display, file).await?);
+        replaced_names.extend(replaces(store, file).await?);
     }
     let mut sorted = HourFiles::default();
     for file in files {
@@ -143,13 +144,9 @@ pub async fn hour_files(
 }
 
 /// The names a compacted file's footer says it replaces.
-async fn replaces(
-    objects: &dyn ObjectStore,
-    display: &dyn Fn(&Path) -> String,
-    file: &ObjectMeta,
-) -> Result<Vec<String>> {
-    let path = display(&file.location);
-    let metadata = DFParquetMetadata::new(objects, file)
+async fn replaces(store: &Location, file: &ObjectMeta) -> Result<Vec<String>> {
+    let path = store.display(&file.location);
+    let metadata = DFParquetMetadata::new(store.objects().as_ref(), file)
         .fetch_metadata()
         .await
         .map_err(|e| Error::StoreFile {
@@ -193,22 +190,20 @@ pub async fn list_partitions(store: &Location) -> Result<BTreeMap<DateTime<Utc>,
     Ok(found)
 }
 
-/// The data files directly under the partition of `hour`.
+/// The data files directly under the partition of `hour` (none when it does not exist).
 pub async fn list_hour(store: &Location, hour: DateTime<Utc>) -> Result<Vec<ObjectMeta>> {
-    let partition = store.join(&super::partition_path(hour));
-    if partition.local().is_some_and(|dir| !dir.exists()) {
-        return Ok(Vec::new());
-    }
-    let root = partition.root().clone();
-    Ok(partition
-        .list()
-        .await?
+    let prefix = store.path(&super::partition_path(hour));
+    let listing = store
+        .objects()
+        .list_with_delimiter(Some(&prefix))
+        .await
+        .map_err(|e| Error::Store {
+            location: store.as_str().to_string(),
+            reason: format!("cannot list {}: {e}", store.display(&prefix)),
+        })?;
+    Ok(listing
+        .objects
         .into_iter()
-        .filter(|o| {
-            is_data_file(&o.location)
-                && o.location
-                    .prefix_match(&root)
-                    .is_some_and(|p| p.count() == 1)
-        })
+        .filter(|o| is_data_file(&o.location))
         .collect())
 }

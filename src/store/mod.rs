@@ -196,11 +196,6 @@ impl Store {
         &self.location
     }
 
-    /// The prefix of one hour's partition: `<root>/dt=YYYY-MM-DD/hour=HH`.
-    pub fn hour_prefix(&self, hour: DateTime<Utc>) -> Path {
-        self.location.path(&partition_path(hour))
-    }
-
     /// A path in the form a user recognises: a local file path or an `s3://` URL.
     pub fn display(&self, path: &Path) -> String {
         self.location.display(path)
@@ -264,35 +259,24 @@ impl Store {
     }
 
     async fn scan_hours(&self, hours: Vec<DateTime<Utc>>) -> Result<Scan> {
-        let listed: Vec<(DateTime<Utc>, Vec<ObjectMeta>)> = futures::stream::iter(hours)
-            .map(|hour| async move {
-                let prefix = self.hour_prefix(hour);
-                let listing = self
-                    .objects
-                    .list_with_delimiter(Some(&prefix))
-                    .await
-                    .map_err(|e| self.store_error(&prefix, e))?;
-                let files: Vec<ObjectMeta> = listing
-                    .objects
-                    .into_iter()
-                    .filter(|o| live::is_data_file(&o.location))
-                    .collect();
-                Ok::<_, Error>((hour, files))
-            })
-            .buffered(CONCURRENT_REQUESTS)
-            .try_collect()
-            .await?;
+        let listed: Vec<(DateTime<Utc>, Vec<ObjectMeta>)> =
+            futures::stream::iter(hours)
+                .map(|hour| async move {
+                    Ok::<_, Error>((hour, list_hour(&self.location, hour).await?))
+                })
+                .buffered(CONCURRENT_REQUESTS)
+                .try_collect()
+                .await?;
         let commits = Commits::for_files(
             &self.location,
             listed.iter().flat_map(|(_, files)| files.iter()),
         )
         .await?;
-        let display = |path: &Path| self.display(path);
         let sorted: Vec<(DateTime<Utc>, HourFiles)> = futures::stream::iter(listed)
             .map(|(hour, files)| {
-                let (commits, display) = (&commits, &display);
+                let commits = &commits;
                 async move {
-                    let files = hour_files(self.objects.as_ref(), display, files, commits).await?;
+                    let files = hour_files(&self.location, files, commits).await?;
                     Ok::<_, Error>((hour, files))
                 }
             })
