@@ -1,4 +1,4 @@
--- Stage 3 of both detections: per-pod features of each 10 s bucket.
+-- Stage 3 of the ESCU detections, shared by any rule: per-pod features of each 10 s bucket.
 --   | stats avg(eval(if(direction="transmit", io,null()))) as outbound_network_io
 --           avg(eval(if(direction="receive", io,null()))) as inbound_network_io
 --           by k8s.cluster.name k8s.node.name k8s.pod.name service _time

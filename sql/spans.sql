@@ -1,4 +1,4 @@
--- Stages 1 and 2 of every rule, shared by both baselines and both detections.
+-- Stages 1 and 2 of every rule (schema public, seen from every rule's schema).
 --   | mstats avg(k8s.pod.network.io) as io by k8s.cluster.name k8s.pod.name k8s.node.name direction span=10s
 --   | eval service = replace('k8s.pod.name', "-\w{5}$|-[abcdef0-9]{8,10}-\w{5}$", "")
 --   | eval key = 'k8s.cluster.name' + ":" + 'service'

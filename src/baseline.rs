@@ -1,17 +1,21 @@
-//! `iodrift baseline`: the rules' lookups over a window, merged from the hours' rollups (those
-//! missing or stale computed from raw rows and stored) or recomputed from every raw row.
+//! `iodrift baseline`: the rules' baseline tables over a window, merged by each rule's SQL from
+//! the hours' rollups (those missing or stale computed from raw rows and stored) or recomputed
+//! from every raw row.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::common::TableReference;
+use datafusion::prelude::{DataFrame, SessionContext, ident};
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
-use crate::lookup::{Baseline, cast_batches};
+use crate::lookup::Baseline;
 use crate::rollup::{self, Stale, Summary};
-use crate::rules::Rule;
-use crate::session::{Engine, Session, SessionBuilder};
+use crate::rule::{Rule, Rules, Table};
+use crate::session::{Engine, Session, SessionBuilder, tables_context};
 use crate::store::{HourPartition, Store};
 use crate::time::Window;
 
@@ -27,8 +31,9 @@ pub enum Source {
     Rollups(Summary),
 }
 
-/// The baselines of `rules` over `window`: merged from the hours' rollups, or with `full` (or
-/// a window that is not whole hours) recomputed from every raw row.
+/// The baseline tables of `rules` over `window`: merged from the hours' rollups, or with `full`
+/// (or a window that is not whole hours) recomputed from every raw row. A table whose rule
+/// declares no rollup is always recomputed.
 pub async fn compute_over(
     store: Store,
     window: Window,
@@ -42,34 +47,42 @@ pub async fn compute_over(
     }
     let session = SessionBuilder::new(store)
         .window(window)
+        .rules(&Rules::of(rules))
         .engine(engine)
         .build()
         .await?;
     session.warn_about_empty_hours();
     let mut baselines = Vec::new();
-    for rule in rules {
-        baselines.push(compute(&session, *rule).await?);
+    for table in rules.iter().flat_map(|r| r.tables.iter()) {
+        baselines.push(compute(&session, table).await?);
     }
     Ok((baselines, Source::RawRows))
 }
 
-/// Runs the rule's baseline view (`sql/baseline_*.sql`) over the session's window.
-pub async fn compute(session: &Session, rule: Rule) -> Result<Baseline> {
-    let context = || Error::query(format!("compute baseline {}", rule.name));
-    let sql = format!("SELECT * FROM {} ORDER BY key", rule.baseline_view);
-    let batches = session
-        .ctx
-        .sql(&sql)
-        .await
-        .map_err(context())?
-        .collect()
-        .await
-        .map_err(context())?;
-    Baseline::from_batches(rule, &batches)
+/// Runs the table's baseline view over the session's window.
+pub async fn compute(session: &Session, table: &Arc<Table>) -> Result<Baseline> {
+    let context = || Error::query(format!("compute baseline {}", table.name));
+    let view = TableReference::partial(table.namespace.as_str(), table.view.as_str());
+    let frame = session.ctx.table(view).await.map_err(context())?;
+    collect_baseline(frame, table).await
 }
 
-/// Both rules' baselines over `window`, from the hours' rollups; hours without a current one
-/// are computed from raw rows and, once closed (before `now`), stored for the next run.
+/// The rows of `frame`, in key order, as `table`.
+async fn collect_baseline(frame: DataFrame, table: &Arc<Table>) -> Result<Baseline> {
+    let context = || Error::query(format!("compute baseline {}", table.name));
+    let order = table
+        .key
+        .iter()
+        .map(|k| ident(k).sort(true, false))
+        .collect();
+    let frame = frame.sort(order).map_err(context())?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(context())?;
+    Baseline::from_batches(table, &schema, &batches)
+}
+
+/// The rules' baseline tables over `window`, from the hours' rollups; hours without a current
+/// one are computed from raw rows and, once closed (before `now`), stored for the next run.
 /// `window` must start and end on whole hours.
 pub async fn incremental(
     store: &Store,
@@ -92,20 +105,78 @@ pub async fn incremental(
             reason: "holds no dt=YYYY-MM-DD/hour=HH partitions".into(),
         });
     }
+    // Tables without a rollup are recomputed from the window's rows, in one session.
+    let whole: Vec<&Arc<Table>> = rules
+        .iter()
+        .flat_map(|r| r.tables.iter())
+        .filter(|t| t.rollup.is_none())
+        .collect();
+    let mut computed: BTreeMap<String, Baseline> = BTreeMap::new();
+    if !whole.is_empty() {
+        let session = SessionBuilder::new(store.clone())
+            .window(*window)
+            .rules(&Rules::of(rules))
+            .engine(engine)
+            .build()
+            .await?;
+        for table in whole {
+            computed.insert(table.name.clone(), compute(&session, table).await?);
+        }
+    }
+
+    let rolled: Vec<(&Rule, &Arc<Table>, String)> = rules
+        .iter()
+        .flat_map(|rule| rule.tables.iter().map(move |table| (rule, table)))
+        .filter(|(_, table)| table.rollup.is_some())
+        .map(|(rule, table)| (rule, table, rollup::computed_by(rule, table)))
+        .collect();
+    let mut summary = Summary::default();
+    if !rolled.is_empty() {
+        let hours = hourly_rollups(
+            store,
+            &scan.partitions,
+            &rolled,
+            rules,
+            engine,
+            now,
+            &mut summary,
+        )
+        .await?;
+        for (i, (_, table, _)) in rolled.iter().enumerate() {
+            let batches: Vec<RecordBatch> = hours.values().map(|found| found[i].clone()).collect();
+            computed.insert(table.name.clone(), merge(table, batches).await?);
+        }
+    }
+    let baselines = rules
+        .iter()
+        .flat_map(|r| r.tables.iter())
+        .filter_map(|t| computed.remove(&t.name))
+        .collect();
+    Ok((baselines, summary))
+}
+
+/// Each hour's rollup of each table of `rolled`, by hour: the stored ones that are current, the
+/// others computed from raw rows (and stored once the hour is closed). Counts both in `summary`.
+async fn hourly_rollups(
+    store: &Store,
+    partitions: &[HourPartition],
+    rolled: &[(&Rule, &Arc<Table>, String)],
+    rules: &[Rule],
+    engine: &Engine,
+    now: DateTime<Utc>,
+    summary: &mut Summary,
+) -> Result<BTreeMap<DateTime<Utc>, Vec<RecordBatch>>> {
     let mut hours: BTreeMap<DateTime<Utc>, Vec<RecordBatch>> = BTreeMap::new();
     let mut stale = Vec::new();
-    let mut summary = Summary::default();
-    let computed_by: Vec<String> = rules.iter().map(rollup::computed_by).collect();
-    let computed_by = &computed_by;
-    // One request per hour and rule; on S3 their latency, not their size, is the cost.
+    // One request per hour and table; on S3 their latency, not their size, is the cost.
     let stored: Vec<std::result::Result<Vec<RecordBatch>, Stale>> =
-        futures::stream::iter(&scan.partitions)
+        futures::stream::iter(partitions)
             .map(|partition| async move {
                 let source = rollup::source(partition);
                 let mut found = Vec::new();
-                for (rule, logic) in rules.iter().zip(computed_by) {
+                for (_, table, logic) in rolled {
                     found.push(
-                        rollup::read_rollup(store, rule, partition.hour, &source, logic).await?,
+                        rollup::read_rollup(store, table, partition.hour, &source, logic).await?,
                     );
                 }
                 Ok(found)
@@ -113,7 +184,7 @@ pub async fn incremental(
             .buffered(CONCURRENT_READS)
             .collect()
             .await;
-    for (partition, found) in scan.partitions.iter().zip(stored) {
+    for (partition, found) in partitions.iter().zip(stored) {
         match found {
             Ok(found) => {
                 summary.reused += 1;
@@ -132,22 +203,23 @@ pub async fn incremental(
         };
         let session = SessionBuilder::new(store.clone())
             .window(run_window)
+            .rules(&Rules::of(rules))
             .engine(engine)
             .build()
             .await?;
-        let mut per_rule = Vec::new();
-        for rule in rules {
-            per_rule.push(compute_rollups(&session.ctx, rule).await?);
+        let mut per_table = Vec::new();
+        for (_, table, _) in rolled {
+            per_table.push(compute_rollups(&session.ctx, table).await?);
         }
         for partition in run {
             let hour_start = partition.hour.timestamp();
             let source = rollup::source(partition);
             let mut found = Vec::new();
-            for ((rule, batch), logic) in rules.iter().zip(&per_rule).zip(computed_by) {
+            for ((_, table, logic), batch) in rolled.iter().zip(&per_table) {
                 let hour = rollup::rows_of_hour(batch, hour_start)?;
                 if rollup::is_closed(partition.hour, now)
                     && let Err(e) =
-                        rollup::write_rollup(store, rule, partition.hour, &source, logic, &hour)
+                        rollup::write_rollup(store, table, partition.hour, &source, logic, &hour)
                             .await
                 {
                     // A store the user may only read still gets its baseline, just not faster
@@ -159,12 +231,7 @@ pub async fn incremental(
             hours.insert(partition.hour, found);
         }
     }
-    let baselines = rules
-        .iter()
-        .enumerate()
-        .map(|(i, rule)| rollup::merge(*rule, hours.values().map(|batches| &batches[i])))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((baselines, summary))
+    Ok(hours)
 }
 
 /// Runs of consecutive hours.
@@ -181,19 +248,34 @@ fn contiguous<'a>(partitions: &[&'a HourPartition]) -> Vec<Vec<&'a HourPartition
     runs
 }
 
-/// The rule's rollup view over the session's window, in the rollup schema (the view's
-/// columns are in its order).
-async fn compute_rollups(
-    ctx: &datafusion::prelude::SessionContext,
-    rule: &Rule,
-) -> Result<RecordBatch> {
-    let context = || Error::query(format!("compute rollups of {}", rule.name));
-    let batches = ctx
-        .sql(&format!("SELECT * FROM {}", rule.rollup_view))
-        .await
-        .map_err(context())?
-        .collect()
-        .await
-        .map_err(context())?;
-    cast_batches(&rollup::rollup_schema(), &batches).map_err(|e| context()(e.into()))
+/// The table's rollup view over the session's window, in one batch.
+async fn compute_rollups(ctx: &SessionContext, table: &Table) -> Result<RecordBatch> {
+    let context = || Error::query(format!("compute rollups of {}", table.name));
+    let Some(rollup) = &table.rollup else {
+        return Err(Error::Usage(format!("{} has no rollup", table.name)));
+    };
+    let view = TableReference::partial(table.namespace.as_str(), rollup.view.as_str());
+    let frame = ctx.table(view).await.map_err(context())?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(context())?;
+    datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|e| context()(e.into()))
+}
+
+/// The table from its hours' rollups, by its rule's merge query over them (table `rollups`).
+async fn merge(table: &Arc<Table>, hours: Vec<RecordBatch>) -> Result<Baseline> {
+    let Some(rollup) = &table.rollup else {
+        return Err(Error::Usage(format!("{} has no rollup", table.name)));
+    };
+    let Some(first) = hours.first() else {
+        return Ok(Baseline::empty(table));
+    };
+    let fail = |e: datafusion::error::DataFusionError| Error::Rule {
+        path: rollup.merge_path.clone(),
+        reason: e.strip_backtrace(),
+    };
+    let all = datafusion::arrow::compute::concat_batches(&first.schema(), &hours)
+        .map_err(|e| fail(e.into()))?;
+    let ctx = tables_context(&[("rollups", all)])?;
+    let frame = ctx.sql(&rollup.merge_sql).await.map_err(fail)?;
+    collect_baseline(frame, table).await
 }

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::output::Format;
-use crate::rules::RuleChoice;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,6 +16,8 @@ use crate::rules::RuleChoice;
 pub struct Cli {
     #[command(flatten)]
     pub s3: S3Args,
+    #[command(flatten)]
+    pub rules: RulesArg,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -28,6 +29,21 @@ pub struct S3Args {
     /// allows plain HTTP.
     #[arg(long, global = true, value_name = "URL", env = "AWS_ENDPOINT")]
     pub s3_endpoint: Option<String>,
+}
+
+/// Where rules beyond the built-in ones come from.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RulesArg {
+    /// A rule folder (rule.toml and its SQL), or a folder of them, run beside the built-in
+    /// rules (the schedule also takes `rules_dir` in its config).
+    #[arg(
+        id = "rules_dir",
+        long = "rules",
+        global = true,
+        value_name = "DIR",
+        env = "IODRIFT_RULES"
+    )]
+    pub rules_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,24 +174,21 @@ pub struct BaselineArgs {
     /// Directory or s3://bucket/prefix the lookups are written to.
     #[arg(long, value_name = "DIR")]
     pub out: String,
-    #[arg(long, value_enum, default_value = "all")]
-    pub rule: RuleChoice,
-    /// Start of the window (inclusive): RFC 3339, epoch seconds or Splunk relative time.
+    /// The rules to run, by name, comma-separated; `all` for every rule.
     #[arg(
         long,
-        value_name = "T",
-        default_value = "-30d@d",
-        allow_hyphen_values = true
+        value_name = "NAME",
+        default_value = "all",
+        value_delimiter = ','
     )]
-    pub earliest: String,
+    pub rule: Vec<String>,
+    /// Start of the window (inclusive): RFC 3339, epoch seconds or Splunk relative time
+    /// (default: the rules' baseline window; ESCU's is -30d@d to -1d@d).
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub earliest: Option<String>,
     /// End of the window (exclusive).
-    #[arg(
-        long,
-        value_name = "T",
-        default_value = "-1d@d",
-        allow_hyphen_values = true
-    )]
-    pub latest: String,
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub latest: Option<String>,
     /// Rescan every raw row of the window instead of merging the hours' stored rollups
     /// (`<store>/_rollups/`, computed and kept for closed hours that lack a current one).
     #[arg(long)]
@@ -193,22 +206,19 @@ pub struct DetectArgs {
     /// Directory or s3://bucket/prefix holding the lookup CSVs written by `iodrift baseline`.
     #[arg(long, value_name = "DIR")]
     pub baselines: String,
-    #[arg(long, value_enum, default_value = "all")]
-    pub rule: RuleChoice,
+    /// The rules to run, by name, comma-separated; `all` for every rule.
     #[arg(
         long,
-        value_name = "T",
-        default_value = "-70m@m",
-        allow_hyphen_values = true
+        value_name = "NAME",
+        default_value = "all",
+        value_delimiter = ','
     )]
-    pub earliest: String,
-    #[arg(
-        long,
-        value_name = "T",
-        default_value = "-10m@m",
-        allow_hyphen_values = true
-    )]
-    pub latest: String,
+    pub rule: Vec<String>,
+    /// Start of the window (default: the rules' detection window; ESCU's is -70m@m to -10m@m).
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub earliest: Option<String>,
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub latest: Option<String>,
     #[command(flatten)]
     pub now: NowArg,
     #[command(flatten)]
@@ -305,8 +315,14 @@ pub struct EvalArgs {
     /// Lookups to detect against; default: both baselines computed over the labels' first day.
     #[arg(long, value_name = "DIR")]
     pub baselines: Option<String>,
-    #[arg(long, value_enum, default_value = "all")]
-    pub rule: RuleChoice,
+    /// The rules to run, by name, comma-separated; `all` for every rule.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "all",
+        value_delimiter = ','
+    )]
+    pub rule: Vec<String>,
     /// First hourly run is the first hour after this (default: one day after the labels' start).
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub from: Option<String>,

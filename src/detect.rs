@@ -6,7 +6,7 @@ use datafusion::arrow::array::RecordBatch;
 use crate::error::Result;
 use crate::finding;
 use crate::location::Location;
-use crate::rules::Rule;
+use crate::rule::{Rule, Rules};
 use crate::session::{Engine, Session, SessionBuilder};
 use crate::store::Store;
 use crate::time::Window;
@@ -29,6 +29,7 @@ impl Detection {
         let session = SessionBuilder::new(store)
             .window(window)
             .baselines(baselines, rules)
+            .rules(&Rules::of(rules))
             .engine(engine)
             .build()
             .await?;

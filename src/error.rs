@@ -48,6 +48,8 @@ pub enum Error {
     Input { path: String, reason: String },
     #[error("{count} records rejected; reasons in {}", one_line(file))]
     Rejected { count: u64, file: String },
+    #[error("rule {}: {}", one_line(path), one_line(reason))]
+    Rule { path: String, reason: String },
     #[error("config {}: {}", one_line(path), one_line(reason))]
     Config { path: String, reason: String },
     #[error(

@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use crate::finding::Finding;
 use crate::generate::{Label, Labels};
-use crate::rules::Rule;
 use crate::time::{Window, rfc3339};
 
 /// A detection window must overlap a scenario this long for a miss to count against a rule:
@@ -50,7 +49,7 @@ impl Tally {
     pub fn score(
         &mut self,
         labels: &Labels,
-        rules: &[Rule],
+        rules: &[String],
         window: &Window,
         findings: &[Finding],
     ) {
@@ -66,7 +65,7 @@ impl Tally {
             let mut expected = None;
             let mut other = None;
             for label in on_pod {
-                if label.expected_rules.contains(&finding.rule) {
+                if label.attack {
                     expected = Some(*label);
                 } else {
                     other = Some(*label);
@@ -80,15 +79,14 @@ impl Tally {
         }
         for label in active {
             for rule in rules {
-                let expected = label.expected_rules.iter().any(|r| r == rule.name);
-                if !expected || label.overlap(window) < MIN_OVERLAP {
+                if !label.attack || label.overlap(window) < MIN_OVERLAP {
                     continue;
                 }
-                let found = findings.iter().any(|f| {
-                    f.rule == rule.name && f.cluster == label.cluster && f.pod == label.pod
-                });
+                let found = findings
+                    .iter()
+                    .any(|f| f.rule == *rule && f.cluster == label.cluster && f.pod == label.pod);
                 if !found {
-                    self.bump(rule.name, scenario_name(label), 2);
+                    self.bump(rule, scenario_name(label), 2);
                 }
             }
         }
@@ -152,7 +150,6 @@ pub fn describe(runs: &[DateTime<Utc>]) -> String {
 mod tests {
     use super::*;
     use crate::generate::ScenarioKind;
-    use crate::rules::RuleChoice;
 
     fn at(time: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(time)
@@ -170,11 +167,7 @@ mod tests {
             service: "s".into(),
             start: at(start),
             end: at(end),
-            expected_rules: kind
-                .expected_rules()
-                .iter()
-                .map(|r| r.to_string())
-                .collect(),
+            attack: kind.is_attack(),
         }
     }
 
@@ -224,7 +217,7 @@ mod tests {
                 ),
             ],
         };
-        let rules = RuleChoice::All.rules();
+        let rules = ["network-io".to_string(), "network-io-ratio".to_string()];
         let window =
             Window::parse("2026-03-01T10:00:00Z", "2026-03-01T11:00:00Z", Utc::now()).unwrap();
         let mut tally = Tally::default();

@@ -2,13 +2,14 @@
 //! that selects them from the `findings` view for the chosen rules, window and `--filter`.
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::logical_expr::{Expr, SortExpr};
-use datafusion::prelude::{DataFrame, col, lit};
+use datafusion::prelude::{DataFrame, lit};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::rules::Rule;
+use crate::rule::Rule;
 use crate::session::Session;
 use crate::time::rfc3339;
 
@@ -39,14 +40,20 @@ pub struct Finding {
 /// `..._filter` macro: a SQL predicate over the output fields), in a stable order.
 pub async fn query(session: &Session, rules: &[Rule], filter: Option<&str>) -> Result<DataFrame> {
     let context = || Error::query("plan findings");
-    let findings = session.ctx.table("findings").await.map_err(context())?;
     let window = session
         .window
         .ok_or_else(|| Error::Usage("findings need a window".into()))?;
-    let names = rules.iter().map(|r| lit(r.name)).collect();
+    let mut findings: Option<DataFrame> = None;
+    for rule in rules {
+        let view = TableReference::partial(rule.namespace.as_str(), "findings");
+        let frame = session.ctx.table(view).await.map_err(context())?;
+        findings = Some(match findings {
+            None => frame,
+            Some(all) => all.union(frame).map_err(context())?,
+        });
+    }
+    let findings = findings.ok_or_else(|| Error::Usage("no rule chosen".into()))?;
     let mut selected = findings
-        .filter(col("rule").in_list(names, false))
-        .map_err(context())?
         .with_column("window_start", lit(rfc3339(window.earliest)))
         .map_err(context())?
         .with_column("window_end", lit(rfc3339(window.latest)))

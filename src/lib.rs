@@ -1,5 +1,6 @@
-//! iodrift: the Splunk ESCU Kubernetes network-IO rules (two baselines, two detections) on
-//! Apache Arrow and DataFusion, over an hour-partitioned Parquet store of pod metrics.
+//! iodrift: Kubernetes network-IO detection rules (the Splunk ESCU ports and users' own, each a
+//! folder of SQL and a manifest) on Apache Arrow and DataFusion, over an hour-partitioned
+//! Parquet store of pod metrics.
 
 pub mod aws_profile;
 pub mod baseline;
@@ -8,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod compact;
 pub mod detect;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod failpoint;
@@ -20,7 +22,7 @@ pub mod object_stores;
 pub mod output;
 pub mod repl;
 pub mod rollup;
-pub mod rules;
+pub mod rule;
 pub mod schedule;
 pub mod session;
 pub mod store;
@@ -33,7 +35,7 @@ pub use error::{Error, Result};
 pub use finding::Finding;
 pub use location::{Location, S3Options};
 pub use lookup::Baseline;
-pub use rules::Rule;
+pub use rule::{Rule, Rules};
 pub use session::{Session, SessionBuilder};
 pub use store::Store;
 pub use time::Window;

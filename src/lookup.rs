@@ -1,5 +1,5 @@
-//! ESCU baseline lookups as files: read from and written to `<lookup>.csv` (ESCU's columns, exact
-//! order, empty cell for null) with a Parquet twin. Computing them is `baseline.rs`'s.
+//! Baseline tables as files: read from and written to `<table>.csv` (the manifest's columns in
+//! order, empty cell for null; for the ESCU rules, ESCU's lookups) with a Parquet twin.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,71 +13,85 @@ use datafusion::parquet::arrow::ArrowWriter;
 
 use crate::error::{Error, Result};
 use crate::location::Location;
-use crate::rules::Rule;
+use crate::rule::{ColumnKind, Table};
 use iodrift_udfs::format_number;
 
-/// One rule's baseline: a row per key, with ESCU's lookup columns.
+/// One baseline table of a rule: a row per key, with the columns its manifest declares.
 #[derive(Debug, Clone)]
 pub struct Baseline {
-    pub rule: Rule,
+    pub table: Arc<Table>,
     pub batch: RecordBatch,
 }
 
-/// The lookup's schema: `key`, four Float64 statistics, `count` and `last_seen` (epoch seconds).
-pub fn lookup_schema(rule: &Rule) -> SchemaRef {
-    let fields: Vec<Field> = rule
-        .lookup_columns
+/// The table's schema: its columns in order, the key columns never null.
+pub fn lookup_schema(table: &Table) -> SchemaRef {
+    let fields: Vec<Field> = table
+        .columns
         .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let data_type = match i {
-                0 => DataType::Utf8,
-                1..=4 => DataType::Float64,
-                _ => DataType::Int64,
-            };
-            Field::new(*name, data_type, i != 0)
+        .map(|column| {
+            let nullable = !table.key.contains(&column.name);
+            Field::new(&column.name, column.kind.data_type(), nullable)
         })
         .collect();
     Arc::new(Schema::new(fields))
 }
 
 impl Baseline {
-    pub fn empty(rule: Rule) -> Baseline {
+    pub fn empty(table: &Arc<Table>) -> Baseline {
         Baseline {
-            rule,
-            batch: RecordBatch::new_empty(lookup_schema(&rule)),
+            table: table.clone(),
+            batch: RecordBatch::new_empty(lookup_schema(table)),
         }
     }
 
-    /// The baseline of the rows a baseline view returned, cast to the lookup schema.
-    pub fn from_batches(rule: Rule, batches: &[RecordBatch]) -> Result<Baseline> {
-        let batch = cast_batches(&lookup_schema(&rule), batches)
-            .map_err(|e| Error::query(format!("baseline {}", rule.name))(e.into()))?;
-        Ok(Baseline { rule, batch })
+    /// The baseline of the rows a query returned, column by column cast to the table's schema;
+    /// the query's column names must be the table's.
+    pub fn from_batches(
+        table: &Arc<Table>,
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<Baseline> {
+        let fail = |reason: String| Error::Rule {
+            path: format!("{} (rule {})", table.name, table.rule),
+            reason,
+        };
+        let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let declared: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+        if found != declared {
+            return Err(fail(format!(
+                "the query returns columns {found:?}, the manifest declares {declared:?}"
+            )));
+        }
+        let batch =
+            cast_batches(&lookup_schema(table), batches).map_err(|e| fail(e.to_string()))?;
+        Ok(Baseline {
+            table: table.clone(),
+            batch,
+        })
     }
 
-    pub fn csv_file_name(rule: &Rule) -> String {
-        format!("{}.csv", rule.lookup)
+    pub fn csv_file_name(table: &Table) -> String {
+        format!("{}.csv", table.name)
     }
 
-    pub fn parquet_file_name(rule: &Rule) -> String {
-        format!("{}.parquet", rule.lookup)
+    pub fn parquet_file_name(table: &Table) -> String {
+        format!("{}.parquet", table.name)
     }
 
-    /// Reads the rule's lookup CSV from `dir`, or `None` when `dir` holds none: the header must
-    /// be ESCU's, every cell must parse, and keys must be unique. Errors name the file and the
-    /// line.
-    pub async fn read_csv(dir: &Location, rule: Rule) -> Result<Option<Baseline>> {
-        let name = Baseline::csv_file_name(&rule);
+    /// Reads the table's lookup CSV from `dir`, or `None` when `dir` holds none: the header must
+    /// be the table's columns, every cell must parse, and keys must be unique. Errors name the
+    /// file and the line.
+    pub async fn read_csv(dir: &Location, table: &Arc<Table>) -> Result<Option<Baseline>> {
+        let name = Baseline::csv_file_name(table);
         let path = dir.display_at(&name);
         let Some(bytes) = dir.read(&name).await? else {
             return Ok(None);
         };
-        Baseline::parse_csv(&path, &bytes, rule).map(Some)
+        Baseline::parse_csv(&path, &bytes, table).map(Some)
     }
 
-    /// Parses the lookup CSV `bytes` of `rule`, read from `path`.
-    pub fn parse_csv(path: &str, bytes: &[u8], rule: Rule) -> Result<Baseline> {
+    /// Parses the lookup CSV `bytes` of `table`, read from `path`.
+    pub fn parse_csv(path: &str, bytes: &[u8], table: &Arc<Table>) -> Result<Baseline> {
         let file_error = |reason: String| Error::Baseline {
             path: path.to_string(),
             reason,
@@ -89,17 +103,25 @@ impl Baseline {
             .headers()
             .map_err(|e| file_error(csv_reason(&e)))?
             .clone();
-        if header.iter().ne(rule.lookup_columns.iter().copied()) {
+        let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+        if header.iter().ne(names.iter().copied()) {
             return Err(file_error(format!(
                 "header is {:?}, expected {:?}",
                 header.iter().collect::<Vec<_>>().join(","),
-                rule.lookup_columns.join(",")
+                names.join(",")
             )));
         }
-        let mut keys = StringBuilder::new();
-        let mut stats: [Float64Builder; 4] = Default::default();
-        let mut counts = [Int64Builder::new(), Int64Builder::new()];
-        let mut seen: HashMap<String, u64> = HashMap::new();
+        let key_columns: Vec<usize> = table
+            .key
+            .iter()
+            .filter_map(|k| names.iter().position(|n| n == k))
+            .collect();
+        let mut builders: Vec<CellBuilder> = table
+            .columns
+            .iter()
+            .map(|c| CellBuilder::new(c.kind))
+            .collect();
+        let mut seen: HashMap<Vec<String>, u64> = HashMap::new();
         for record in reader.records() {
             let record = record.map_err(|e| file_error(csv_reason(&e)))?;
             let line = record.position().map_or(0, |p| p.line());
@@ -108,38 +130,35 @@ impl Baseline {
                 row: line,
                 reason,
             };
-            let key = &record[0];
-            if let Some(first) = seen.insert(key.to_string(), line) {
+            let key: Vec<String> = key_columns.iter().map(|&i| record[i].to_string()).collect();
+            if let Some(first) = seen.insert(key.clone(), line) {
                 return Err(row_error(format!(
-                    "duplicate key {key:?}, first on line {first}"
+                    "duplicate key {:?}, first on line {first}",
+                    key.join(",")
                 )));
             }
-            keys.append_value(key);
-            for (i, builder) in stats.iter_mut().enumerate() {
-                builder.append_option(parse_stat(&record[i + 1]).map_err(|reason| {
-                    row_error(format!("column {}: {reason}", rule.lookup_columns[i + 1]))
-                })?);
-            }
-            for (i, builder) in counts.iter_mut().enumerate() {
-                builder.append_option(parse_integer(&record[i + 5]).map_err(|reason| {
-                    row_error(format!("column {}: {reason}", rule.lookup_columns[i + 5]))
-                })?);
+            for (i, builder) in builders.iter_mut().enumerate() {
+                let nullable = !key_columns.contains(&i);
+                builder
+                    .append(&record[i], nullable)
+                    .map_err(|reason| row_error(format!("column {}: {reason}", names[i])))?;
             }
         }
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(keys.finish())];
-        columns.extend(stats.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        columns.extend(counts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        let batch = RecordBatch::try_new(lookup_schema(&rule), columns)
+        let columns: Vec<ArrayRef> = builders.iter_mut().map(CellBuilder::finish).collect();
+        let batch = RecordBatch::try_new(lookup_schema(table), columns)
             .map_err(|e| file_error(e.to_string()))?;
-        Ok(Baseline { rule, batch })
+        Ok(Baseline {
+            table: table.clone(),
+            batch,
+        })
     }
 
-    /// Writes `<lookup>.csv` and `<lookup>.parquet` into `dir`, each whole or not at all.
+    /// Writes `<table>.csv` and `<table>.parquet` into `dir`, each whole or not at all.
     /// Returns their paths as a user reads them.
     pub async fn write(&self, dir: &Location) -> Result<Vec<String>> {
-        let csv_name = Baseline::csv_file_name(&self.rule);
+        let csv_name = Baseline::csv_file_name(&self.table);
         dir.write(&csv_name, |file| self.write_csv(file)).await?;
-        let parquet_name = Baseline::parquet_file_name(&self.rule);
+        let parquet_name = Baseline::parquet_file_name(&self.table);
         dir.write(&parquet_name, |file| {
             let mut writer = ArrowWriter::try_new(file, self.batch.schema(), None)
                 .map_err(std::io::Error::other)?;
@@ -156,30 +175,14 @@ impl Baseline {
 
     fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         let mut writer = csv::Writer::from_writer(out);
-        writer.write_record(self.rule.lookup_columns)?;
-        let keys = self.batch.column(0).as_string::<i32>();
-        let stats: Vec<_> = (1..=4)
-            .map(|i| self.batch.column(i).as_primitive::<Float64Type>())
-            .collect();
-        let counts: Vec<_> = (5..=6)
-            .map(|i| self.batch.column(i).as_primitive::<Int64Type>())
-            .collect();
+        writer.write_record(self.table.columns.iter().map(|c| c.name.as_str()))?;
         for row in 0..self.batch.num_rows() {
-            let mut record = vec![keys.value(row).to_string()];
-            record.extend(stats.iter().map(|c| {
-                if c.is_null(row) {
-                    String::new()
-                } else {
-                    format_number(c.value(row))
-                }
-            }));
-            record.extend(counts.iter().map(|c| {
-                if c.is_null(row) {
-                    String::new()
-                } else {
-                    c.value(row).to_string()
-                }
-            }));
+            let record: Vec<String> = self
+                .batch
+                .columns()
+                .iter()
+                .map(|column| cell(column, row))
+                .collect();
             writer.write_record(&record)?;
         }
         writer.flush()
@@ -191,6 +194,54 @@ impl Baseline {
 
     pub fn is_empty(&self) -> bool {
         self.batch.num_rows() == 0
+    }
+}
+
+/// One CSV cell: empty for null, numbers as ESCU writes them.
+fn cell(column: &ArrayRef, row: usize) -> String {
+    if column.is_null(row) {
+        return String::new();
+    }
+    match column.data_type() {
+        DataType::Float64 => format_number(column.as_primitive::<Float64Type>().value(row)),
+        DataType::Int64 => column.as_primitive::<Int64Type>().value(row).to_string(),
+        _ => column.as_string::<i32>().value(row).to_string(),
+    }
+}
+
+/// Builds one column from CSV cells of its kind.
+enum CellBuilder {
+    String(StringBuilder),
+    Double(Float64Builder),
+    Bigint(Int64Builder),
+}
+
+impl CellBuilder {
+    fn new(kind: ColumnKind) -> CellBuilder {
+        match kind {
+            ColumnKind::String => CellBuilder::String(StringBuilder::new()),
+            ColumnKind::Double => CellBuilder::Double(Float64Builder::new()),
+            ColumnKind::Bigint => CellBuilder::Bigint(Int64Builder::new()),
+        }
+    }
+
+    /// Appends `cell`; an empty cell is null where `nullable`, else the empty string.
+    fn append(&mut self, cell: &str, nullable: bool) -> std::result::Result<(), String> {
+        match self {
+            CellBuilder::String(b) if cell.is_empty() && nullable => b.append_null(),
+            CellBuilder::String(b) => b.append_value(cell),
+            CellBuilder::Double(b) => b.append_option(parse_stat(cell)?),
+            CellBuilder::Bigint(b) => b.append_option(parse_integer(cell)?),
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            CellBuilder::String(b) => Arc::new(b.finish()),
+            CellBuilder::Double(b) => Arc::new(b.finish()),
+            CellBuilder::Bigint(b) => Arc::new(b.finish()),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use datafusion::arrow::array::RecordBatch;
 
 use iodrift::cli::{
     BallistaCommand, BaselineArgs, Cli, Command, CompactArgs, DemoArgs, DetectArgs, EvalArgs,
-    GenerateArgs, IngestArgs, LogFormat, RunDueArgs, SqlArgs,
+    GenerateArgs, IngestArgs, LogFormat, RulesArg, RunDueArgs, SqlArgs,
 };
 use iodrift::detect::Detection;
 use iodrift::error::{Error, Result};
@@ -18,7 +18,7 @@ use iodrift::ingest;
 use iodrift::location::{Location, S3Options};
 use iodrift::output::{Format, Stdout, write_batches};
 use iodrift::repl::Repl;
-use iodrift::rules::{Rule, RuleChoice};
+use iodrift::rule::{Job, Rule, Rules, shared_window};
 use iodrift::schedule::{Config, Lease, lease};
 use iodrift::session::{Engine, SessionBuilder};
 use iodrift::store::Store;
@@ -81,20 +81,21 @@ async fn run(cli: Cli) -> Result<()> {
     let s3 = S3Options {
         endpoint: cli.s3.s3_endpoint,
     };
+    let rules = &cli.rules;
     match cli.command {
-        Command::Baseline(args) => baseline(args, &s3).await,
-        Command::Detect(args) => detect(args, &s3).await,
-        Command::Sql(args) => sql(args, &s3).await,
+        Command::Baseline(args) => baseline(args, rules, &s3).await,
+        Command::Detect(args) => detect(args, rules, &s3).await,
+        Command::Sql(args) => sql(args, rules, &s3).await,
         Command::Generate(args) => generate(args, &s3).await,
-        Command::Demo(args) => demo(args, &s3).await,
-        Command::Eval(args) => eval(args, &s3).await,
+        Command::Demo(args) => demo(args, rules, &s3).await,
+        Command::Eval(args) => eval(args, rules, &s3).await,
         Command::Ingest(args) => ingest(args, &s3).await,
         Command::Compact(args) => compact(args, &s3).await,
         Command::Schedule(args) => {
-            let config = Config::load(&args.config, &s3)?;
+            let config = Config::load(&args.config, &s3, rules.rules_dir.as_deref())?;
             iodrift::schedule::serve(&config).await
         }
-        Command::RunDue(args) => run_due(args, &s3).await,
+        Command::RunDue(args) => run_due(args, rules, &s3).await,
         Command::Ballista(command) => ballista(command, &s3).await,
     }
 }
@@ -138,14 +139,48 @@ fn window(earliest: &str, latest: &str, now: Option<&str>) -> Result<Window> {
     Window::parse(earliest, latest, resolve_now(now)?)
 }
 
-async fn baseline(args: BaselineArgs, s3: &S3Options) -> Result<()> {
-    let window = window(&args.earliest, &args.latest, args.now.now.as_deref())?;
+/// The rules `--rule` chooses among the built-in ones and those of `--rules`.
+fn chosen_rules(arg: &RulesArg, names: &[String]) -> Result<Vec<Rule>> {
+    Rules::load(arg.rules_dir.as_deref())?
+        .select(names)
+        .map_err(|e| Error::Usage(format!("--rule: {e}")))
+}
+
+/// The window of `--earliest`/`--latest`, each defaulting to the rules' window for `job`.
+fn rules_window(
+    rules: &[Rule],
+    job: Job,
+    earliest: Option<&str>,
+    latest: Option<&str>,
+    now: Option<&str>,
+) -> Result<Window> {
+    let (default_earliest, default_latest) = match (earliest, latest) {
+        (Some(_), Some(_)) => (String::new(), String::new()),
+        _ => shared_window(rules, job)
+            .map_err(|e| Error::Usage(format!("{e}: give --earliest and --latest")))?,
+    };
+    window(
+        earliest.unwrap_or(&default_earliest),
+        latest.unwrap_or(&default_latest),
+        now,
+    )
+}
+
+async fn baseline(args: BaselineArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
+    let rules = chosen_rules(rules, &args.rule)?;
+    let window = rules_window(
+        &rules,
+        Job::Baseline,
+        args.earliest.as_deref(),
+        args.latest.as_deref(),
+        args.now.now.as_deref(),
+    )?;
     let out = Location::parse(&args.out, s3)?;
     let store = Store::open(Location::parse(&args.store, s3)?)?;
     write_baselines(
         store,
         window,
-        &args.rule.rules(),
+        &rules,
         args.full,
         &args.engine.engine(),
         &out,
@@ -177,19 +212,21 @@ async fn write_baselines(
     }
     for baseline in baselines {
         for path in baseline.write(out).await? {
-            println!(
-                "{}: {} keys -> {path}",
-                baseline.rule.lookup,
-                baseline.len()
-            );
+            println!("{}: {} keys -> {path}", baseline.table.name, baseline.len());
         }
     }
     Ok(())
 }
 
-async fn detect(args: DetectArgs, s3: &S3Options) -> Result<()> {
-    let rules = args.rule.rules();
-    let window = window(&args.earliest, &args.latest, args.now.now.as_deref())?;
+async fn detect(args: DetectArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
+    let rules = chosen_rules(rules, &args.rule)?;
+    let window = rules_window(
+        &rules,
+        Job::Detect,
+        args.earliest.as_deref(),
+        args.latest.as_deref(),
+        args.now.now.as_deref(),
+    )?;
     let output = args
         .output
         .as_deref()
@@ -208,7 +245,11 @@ async fn detect(args: DetectArgs, s3: &S3Options) -> Result<()> {
     let count: usize = findings.iter().map(RecordBatch::num_rows).sum();
     eprintln!(
         "{count} findings from {} over [{}, {})",
-        rules.iter().map(|r| r.name).collect::<Vec<_>>().join(", "),
+        rules
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         rfc3339(window.earliest),
         rfc3339(window.latest)
     );
@@ -237,8 +278,9 @@ async fn write_findings(
     }
 }
 
-async fn sql(args: SqlArgs, s3: &S3Options) -> Result<()> {
+async fn sql(args: SqlArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
     let mut builder = SessionBuilder::new(Store::open(Location::parse(&args.store, s3)?)?)
+        .rules(&Rules::load(rules.rules_dir.as_deref())?)
         .engine(&args.engine.engine());
     if let (Some(earliest), Some(latest)) = (&args.earliest, &args.latest) {
         builder = builder.window(window(earliest, latest, args.now.now.as_deref())?);
@@ -373,8 +415,8 @@ async fn compact(args: CompactArgs, s3: &S3Options) -> Result<()> {
 }
 
 /// One pass of the schedule under its own lease: prints a line per completed run.
-async fn run_due(args: RunDueArgs, s3: &S3Options) -> Result<()> {
-    let config = Config::load(&args.schedule.config, s3)?;
+async fn run_due(args: RunDueArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
+    let config = Config::load(&args.schedule.config, s3, rules.rules_dir.as_deref())?;
     let now = resolve_now(args.now.as_deref())?;
     let lease = Lease::acquire(&config.store, &lease::owner(), config.lease).await?;
     let pass = iodrift::schedule::run_due(&config, now, &lease).await;
@@ -408,8 +450,8 @@ async fn run_due(args: RunDueArgs, s3: &S3Options) -> Result<()> {
     }
 }
 
-/// The main job on an embedded default: a small cluster, both baselines, both detections.
-async fn demo(args: DemoArgs, s3: &S3Options) -> Result<()> {
+/// The main job on an embedded default: a small cluster, every rule's baseline and detection.
+async fn demo(args: DemoArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
     let store = args.dir.join("store");
     let baselines = args.dir.join("baselines");
     let findings_path = args.dir.join("findings.json");
@@ -424,18 +466,18 @@ async fn demo(args: DemoArgs, s3: &S3Options) -> Result<()> {
     };
     let generated = generate_store(spec, place(&store)?).await?;
     let now = rfc3339(generated.labels.end);
-    let rules = RuleChoice::All.rules();
+    let rules = chosen_rules(rules, &["all".to_string()])?;
     let engine = Engine::default();
     write_baselines(
         Store::open(place(&store)?)?,
-        window("-30d@d", "-1d@d", Some(&now))?,
+        rules_window(&rules, Job::Baseline, None, None, Some(&now))?,
         &rules,
         false,
         &engine,
         &place(&baselines)?,
     )
     .await?;
-    let detection_window = window("-70m@m", "-10m@m", Some(&now))?;
+    let detection_window = rules_window(&rules, Job::Detect, None, None, Some(&now))?;
     let detection = Detection::open(
         Store::open(place(&store)?)?,
         detection_window,
@@ -449,7 +491,11 @@ async fn demo(args: DemoArgs, s3: &S3Options) -> Result<()> {
     eprintln!(
         "{} findings from {} over [{}, {})",
         findings.iter().map(RecordBatch::num_rows).sum::<usize>(),
-        rules.iter().map(|r| r.name).collect::<Vec<_>>().join(", "),
+        rules
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         rfc3339(detection_window.earliest),
         rfc3339(detection_window.latest)
     );
@@ -476,19 +522,19 @@ async fn demo(args: DemoArgs, s3: &S3Options) -> Result<()> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::query("demo summary")(e.into()))?;
     println!(
-        "\nFindings of both ESCU detections over ESCU's default window (-70m@m to -10m@m before {now}):"
+        "\nFindings of every rule over its default detection window (ESCU's -70m@m to -10m@m before {now}):"
     );
     write_batches(&mut Stdout::lock(), &summary, Format::Table)?;
     println!("\nScenarios injected into that window (labels):");
     for label in &generated.labels.scenarios {
         if label.overlap(&detection_window) > chrono::Duration::zero() {
-            let expected = if label.expected_rules.is_empty() {
-                "no rule (too short to persist)".to_string()
+            let expected = if label.attack {
+                "an attack: every rule should find it"
             } else {
-                label.expected_rules.join(", ")
+                "benign: too short to persist, no rule should fire"
             };
             println!(
-                "  {:?} on {} ({} to {}): expected {expected}",
+                "  {:?} on {} ({} to {}): {expected}",
                 label.scenario,
                 label.pod,
                 rfc3339(label.start),
@@ -512,10 +558,11 @@ async fn demo(args: DemoArgs, s3: &S3Options) -> Result<()> {
 }
 
 /// Replays the hourly schedule of the detections over a labelled store and prints the scores.
-async fn eval(args: EvalArgs, s3: &S3Options) -> Result<()> {
+async fn eval(args: EvalArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
     let labels = generate::Labels::read(&Location::parse(&args.labels, s3)?).await?;
     let store = Location::parse(&args.store, s3)?;
-    let rules = args.rule.rules();
+    let rules = chosen_rules(rules, &args.rule)?;
+    let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
     let from = match &args.from {
         Some(t) => resolve(t, Utc::now(), "--from")?,
         None => labels
@@ -561,11 +608,12 @@ async fn eval(args: EvalArgs, s3: &S3Options) -> Result<()> {
         let session = SessionBuilder::new(Store::open(store.clone())?)
             .window(window)
             .baselines(baselines.clone(), &rules)
+            .rules(&Rules::of(&rules))
             .engine(&args.engine.engine())
             .build()
             .await?;
         let findings = iodrift::finding::collect(&session, &rules, None).await?;
-        tally.score(&labels, &rules, &window, &findings);
+        tally.score(&labels, &names, &window, &findings);
     }
     let batch = scores_batch(&tally.scores())?;
     write_batches(&mut Stdout::lock(), &[batch], args.format)

@@ -10,7 +10,6 @@ use rustyline::error::ReadlineError;
 
 use crate::error::{Error, Result};
 use crate::output::{Format, Stdout, write_batches};
-use crate::rules::STAGE_VIEWS;
 use crate::session::{Session, run_script};
 
 const HELP: &str = "\
@@ -148,20 +147,31 @@ impl Repl {
             ("\\format", None) => println!("{:?}", self.format),
             ("\\i", Some(file)) => self.run_file(&PathBuf::from(file)).await?,
             ("\\d", None) => {
+                println!("Shared (schema public):");
                 self.run(
                     "SELECT table_name, table_type FROM information_schema.tables \
                      WHERE table_schema = 'public' ORDER BY table_type, table_name;",
                 )
                 .await?;
-                println!("Stage views:");
-                for (view, what) in STAGE_VIEWS {
-                    println!("  {view:<28} {what}");
-                }
+                println!("Each rule's own (schema per rule; it also sees every shared table):");
+                self.run(
+                    "SELECT r.rule, t.table_schema, t.table_name, t.table_type \
+                     FROM information_schema.tables AS t \
+                     JOIN rules AS r ON t.table_schema = r.schema \
+                     WHERE t.table_name NOT IN (SELECT table_name FROM information_schema.tables \
+                                                WHERE table_schema = 'public') \
+                     ORDER BY r.rule, t.table_name;",
+                )
+                .await?;
             }
             ("\\d", Some(table)) => {
-                let quoted = table.replace('"', "\"\"");
-                self.run(&format!("DESCRIBE \"{quoted}\";")).await?;
+                let quoted: Vec<String> = table
+                    .split('.')
+                    .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
+                    .collect();
+                self.run(&format!("DESCRIBE {};", quoted.join("."))).await?;
             }
+            ("\\rules", _) => self.run("SELECT * FROM rules ORDER BY rule;").await?,
             _ => {
                 return Err(Error::Usage(format!(
                     "unknown command {line:?}: \\? lists them"

@@ -1,30 +1,28 @@
 //! The one place that builds a DataFusion context for iodrift: UDFs, object stores, the store's
-//! `metrics` table, both baseline lookups, the `rules` table and every stage view of `sql/`.
+//! `metrics` table, every rule's baseline tables, the `rules` table, the shared stage views of
+//! `sql/` in schema `public`, and each rule's views in a schema of its own.
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use datafusion::common::config::Dialect;
-use datafusion::execution::SessionState;
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::logical_expr::registry::FunctionRegistry;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col, lit};
 use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
 
+use crate::engine::{register_functions, runtime_env};
 use crate::error::{Error, Result};
-use crate::location::{Location, S3Options};
+use crate::location::Location;
 use crate::lookup::Baseline;
-use crate::object_stores::ObjectStores;
-use crate::rules::{RULES, Rule, SQL};
+use crate::rule::{FINDINGS_SQL, Rule, Rules, SHARED_SQL};
 use crate::store::{Scan, Store};
 use crate::table;
 use crate::tables::{memory_table, rules_batch};
 use crate::time::{Window, rfc3339};
 use chrono::{DateTime, Utc};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 
 /// Where a session's queries run: in this process, under an optional memory cap, or on a
 /// Ballista cluster.
@@ -43,6 +41,7 @@ pub struct SessionBuilder {
     window: Option<Window>,
     baselines: Option<Location>,
     required: Vec<Rule>,
+    rules: Option<Rules>,
     engine: Engine,
 }
 
@@ -52,6 +51,8 @@ pub struct Session {
     pub store: Store,
     pub window: Option<Window>,
     pub scan: Scan,
+    /// The rules whose views the session holds.
+    pub rules: Rules,
 }
 
 impl SessionBuilder {
@@ -62,8 +63,15 @@ impl SessionBuilder {
             window: None,
             baselines: None,
             required: Vec::new(),
+            rules: None,
             engine: Engine::default(),
         }
+    }
+
+    /// Runs `rules` (default: the built-in ones), each in its own schema.
+    pub fn rules(mut self, rules: &Rules) -> SessionBuilder {
+        self.rules = Some(rules.clone());
+        self
     }
 
     /// Restricts `metrics` to the rows of `window`, reading only the hours it touches.
@@ -78,7 +86,7 @@ impl SessionBuilder {
         self
     }
 
-    /// Loads the lookups found in `dir`; those of `required` must be there.
+    /// Loads the baseline tables found in `dir`; those of the `required` rules must be there.
     pub fn baselines(mut self, dir: Location, required: &[Rule]) -> SessionBuilder {
         self.baselines = Some(dir);
         self.required = required.to_vec();
@@ -94,7 +102,13 @@ impl SessionBuilder {
         )?;
         let ctx = match &self.engine.cluster {
             None => SessionContext::new_with_config_rt(config, runtime),
-            Some(url) => client_context(url, config, runtime, &self.baselines).await?,
+            Some(url) => {
+                let rules = match &self.rules {
+                    Some(rules) => rules.clone(),
+                    None => Rules::built_in()?,
+                };
+                client_context(url, config, runtime, &self.baselines, &rules).await?
+            }
         };
         register_functions(&mut ctx.state_ref().write())?;
         for place in std::iter::once(self.store.place()).chain(&self.baselines) {
@@ -130,43 +144,67 @@ impl SessionBuilder {
         }
         register_metrics(&ctx, &self.store, &scan, self.window.as_ref())?;
 
-        for rule in RULES {
+        let rules = match self.rules {
+            Some(rules) => rules,
+            None => Rules::built_in()?,
+        };
+        for table in rules.tables() {
             let found = match &self.baselines {
-                Some(dir) => Baseline::read_csv(dir, rule).await?,
+                Some(dir) => Baseline::read_csv(dir, table).await?,
                 None => None,
             };
+            let required = self.required.iter().any(|r| r.name == table.rule);
             let baseline = match (found, &self.baselines) {
                 (Some(baseline), _) => baseline,
-                (None, Some(dir)) if self.required.contains(&rule) => {
-                    let path = dir.display_at(&Baseline::csv_file_name(&rule));
+                (None, Some(dir)) if required => {
+                    let path = dir.display_at(&Baseline::csv_file_name(table));
                     return Err(Error::Baseline {
                         path,
                         reason: format!(
-                            "no such lookup; write it with `iodrift baseline --out {}`",
+                            "no such lookup; write it with `iodrift baseline --rule {} --out {}`",
+                            table.rule,
                             dir.as_str()
                         ),
                     });
                 }
-                _ => Baseline::empty(rule),
+                _ => Baseline::empty(table),
             };
             register(
                 &ctx,
-                rule.lookup,
-                memory_table(rule.lookup, baseline.batch)?,
+                &table.name,
+                memory_table(&table.name, baseline.batch)?,
             )?;
         }
-        register(&ctx, "rules", memory_table("rules", rules_batch())?)?;
+        register(&ctx, "rules", memory_table("rules", rules_batch(&rules))?)?;
 
-        for (name, sql) in SQL {
+        for (name, sql) in SHARED_SQL {
             run_script(&ctx, sql)
                 .await
-                .map_err(|e| Error::query(format!("sql/{name}"))(e))?;
+                .map_err(|e| Error::query(name)(e))?;
+        }
+        let mut findings: Option<DataFrame> = None;
+        for rule in rules.all() {
+            let frame = register_rule(&ctx, rule).await?;
+            findings = Some(match findings {
+                None => frame,
+                Some(all) => all.union(frame).map_err(|e| Error::Rule {
+                    path: rule.origin.clone(),
+                    reason: format!(
+                        "its findings do not have the columns of the other rules': {}",
+                        e.strip_backtrace()
+                    ),
+                })?,
+            });
+        }
+        if let Some(findings) = findings {
+            register(&ctx, "findings", findings.into_view())?;
         }
         Ok(Session {
             ctx,
             store: self.store,
             window: self.window,
             scan,
+            rules,
         })
     }
 }
@@ -224,6 +262,20 @@ pub fn session_config() -> Result<SessionConfig> {
     Ok(config)
 }
 
+/// A context without a store: iodrift's functions and `tables`, for queries over rows already in
+/// memory (a rule's merge of its hourly rollups).
+pub fn tables_context(
+    tables: &[(&str, datafusion::arrow::array::RecordBatch)],
+) -> Result<SessionContext> {
+    let runtime = runtime_env(None, &Default::default(), None)?;
+    let ctx = SessionContext::new_with_config_rt(session_config()?, runtime);
+    register_functions(&mut ctx.state_ref().write())?;
+    for (name, batch) in tables {
+        register(&ctx, name, memory_table(name, batch.clone())?)?;
+    }
+    Ok(ctx)
+}
+
 fn register_metrics(
     ctx: &SessionContext,
     store: &Store,
@@ -255,55 +307,15 @@ fn register_metrics(
     Ok(())
 }
 
-/// The runtime of every session, and of a cluster's processes: object stores resolved by
-/// [`ObjectStores`] (S3 buckets configured with `s3`), memory capped at `memory_limit`, spills
-/// in `spill_dir` (default: the system's temporary directory).
-pub fn runtime_env(
-    memory_limit: Option<usize>,
-    s3: &S3Options,
-    spill_dir: Option<&std::path::Path>,
-) -> Result<Arc<RuntimeEnv>> {
-    let mut runtime = RuntimeEnvBuilder::new()
-        .with_object_store_registry(Arc::new(ObjectStores::new(s3.clone())));
-    if let Some(dir) = spill_dir {
-        runtime = runtime.with_temp_file_path(dir);
-    }
-    if let Some(bytes) = memory_limit {
-        let pool = FairSpillPool::new(bytes);
-        runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(
-            pool,
-            NonZeroUsize::new(5).expect("not zero"),
-        )));
-    }
-    runtime
-        .build_arc()
-        .map_err(Error::query("start the query engine"))
-}
-
-/// Adds iodrift's functions to `state`: every session's, and a cluster scheduler's (whose
-/// sessions Ballista builds).
-pub fn register_functions(state: &mut SessionState) -> Result<()> {
-    for udf in iodrift_udfs::all() {
-        state
-            .register_udf(Arc::new(udf))
-            .map_err(Error::query("register iodrift's functions"))?;
-    }
-    for udaf in iodrift_udfs::all_aggregates() {
-        state
-            .register_udaf(Arc::new(udaf))
-            .map_err(Error::query("register iodrift's functions"))?;
-    }
-    Ok(())
-}
-
 #[cfg(feature = "ballista")]
 async fn client_context(
     url: &str,
     config: SessionConfig,
     runtime: Arc<RuntimeEnv>,
     baselines: &Option<Location>,
+    rules: &Rules,
 ) -> Result<SessionContext> {
-    crate::cluster::client_context(url, config, runtime, baselines.clone()).await
+    crate::cluster::client_context(url, config, runtime, baselines.clone(), rules).await
 }
 
 #[cfg(not(feature = "ballista"))]
@@ -312,10 +324,79 @@ async fn client_context(
     _config: SessionConfig,
     _runtime: Arc<RuntimeEnv>,
     _baselines: &Option<Location>,
+    _rules: &Rules,
 ) -> Result<SessionContext> {
     Err(Error::Usage(format!(
         "--cluster {url}: this iodrift was built without the `ballista` feature"
     )))
+}
+
+/// Creates `rule`'s schema, holding every table of `public` and the rule's row of `rules` as
+/// `rule`, runs the rule's SQL and then `sql/findings.sql` there, and returns its findings.
+async fn register_rule(ctx: &SessionContext, rule: &Rule) -> Result<DataFrame> {
+    let fail = |path: &str, e: datafusion::error::DataFusionError| Error::Rule {
+        path: path.to_string(),
+        reason: e.strip_backtrace(),
+    };
+    let public = ctx
+        .catalog("iodrift")
+        .and_then(|catalog| catalog.schema("public"))
+        .ok_or_else(|| Error::Usage("the session has no schema iodrift.public".into()))?;
+    let schema = Arc::new(MemorySchemaProvider::new());
+    for name in public.table_names() {
+        if let Some(table) = public
+            .table(&name)
+            .await
+            .map_err(|e| fail(&rule.origin, e))?
+        {
+            schema
+                .register_table(name, table)
+                .map_err(|e| fail(&rule.origin, e))?;
+        }
+    }
+    let own_row = ctx
+        .table("rules")
+        .await
+        .and_then(|rules| rules.filter(col("rule").eq(lit(rule.name.as_str()))))
+        .map_err(|e| fail(&rule.origin, e))?;
+    schema
+        .register_table("rule".into(), own_row.into_view())
+        .map_err(|e| fail(&rule.origin, e))?;
+    ctx.catalog("iodrift")
+        .ok_or_else(|| Error::Usage("the session has no catalog iodrift".into()))?
+        .register_schema(&rule.namespace, schema)
+        .map_err(|e| fail(&rule.origin, e))?;
+
+    set_default_schema(ctx, &rule.namespace);
+    let mut result = Ok(());
+    for (path, sql) in rule
+        .sql
+        .iter()
+        .map(|(p, s)| (p.as_str(), s.as_str()))
+        .chain([FINDINGS_SQL])
+    {
+        if let Err(e) = run_script(ctx, sql).await {
+            result = Err(fail(path, e));
+            break;
+        }
+    }
+    set_default_schema(ctx, "public");
+    result?;
+    ctx.table(datafusion::common::TableReference::partial(
+        rule.namespace.as_str(),
+        "findings",
+    ))
+    .await
+    .map_err(|e| fail(&rule.origin, e))
+}
+
+fn set_default_schema(ctx: &SessionContext, schema: &str) {
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .catalog
+        .default_schema = schema.to_string();
 }
 
 fn register(ctx: &SessionContext, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::s3::{CREDENTIALS, S3Server};
 use common::{
-    GENERATE, LOOKUP_FILES, NOW, assert_same_lookups, baseline_command, iodrift, stdout_of,
+    DAY_END, GENERATE, LOOKUP_FILES, NOW, START, assert_same_lookups, baseline_command, iodrift,
+    stdout_of,
 };
 
 /// A scheduler and two executors, stopped when dropped.
@@ -281,6 +282,65 @@ fn both_rules_on_two_executors_answer_as_the_embedded_engine() {
         stderr.contains("table scratch cannot run on a cluster") && !stderr.contains("bug"),
         "{stderr}"
     );
+}
+
+/// A rule from a folder (tests/user_rules.rs runs it embedded, locally and on S3): its baseline
+/// and findings on the cluster are the embedded engine's.
+#[test]
+fn a_rule_from_a_folder_on_two_executors_answers_as_the_embedded_engine() {
+    let generated = common::generate(7);
+    let rules = common::write_user_rule(generated.dir.path());
+    let cluster = Cluster::start();
+    let run = |args: &[&str], out: &Path, on_cluster: bool| {
+        let mut command = iodrift();
+        command
+            .arg("--rules")
+            .arg(&rules)
+            .args(args)
+            .arg("--store")
+            .arg(&generated.store)
+            .arg(if args[0] == "baseline" {
+                "--out"
+            } else {
+                "--baselines"
+            })
+            .arg(out);
+        if on_cluster {
+            command.args(["--cluster", &cluster.url]);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            cluster.logs()
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let baseline = [
+        "baseline",
+        "--rule",
+        "tx-peak",
+        "--full",
+        "--earliest",
+        START,
+        "--latest",
+        DAY_END,
+    ];
+    let embedded = generated.dir.path().join("embedded");
+    let distributed = generated.dir.path().join("distributed");
+    run(&baseline, &embedded, false);
+    run(&baseline, &distributed, true);
+    let lookup = |dir: &Path| std::fs::read_to_string(dir.join("tx_peak_baseline.csv")).unwrap();
+    assert!(lookup(&embedded).lines().count() > 5);
+    assert_eq!(lookup(&distributed), lookup(&embedded));
+
+    let detect = [
+        "detect", "--rule", "tx-peak", "--format", "ndjson", "--now", NOW,
+    ];
+    let expected = run(&detect, &embedded, false);
+    assert!(expected.contains("\"rule\":\"tx-peak\""), "{expected}");
+    assert_eq!(run(&detect, &distributed, true), expected);
 }
 
 #[test]

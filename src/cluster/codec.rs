@@ -1,5 +1,6 @@
-//! How iodrift's tables cross the wire to a Ballista scheduler: the store scan, the lookups and
-//! the rules table travel as descriptions, rebuilt where the plan is planned from the same files.
+//! How iodrift's tables cross the wire to a Ballista scheduler: the store scan and the baseline
+//! tables travel as descriptions, rebuilt where the plan is planned from the same files; the
+//! small `rules` table travels as its rows.
 
 use std::sync::Arc;
 
@@ -7,6 +8,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::cte_worktable::CteWorkTable;
 use datafusion::common::config::ConfigOptions;
@@ -33,7 +36,7 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 
 use crate::location::{Location, S3Options};
 use crate::lookup::Baseline;
-use crate::rules::RULES;
+use crate::rule::{Column, ColumnKind, Table};
 use crate::store::{HourPartition, StoreFile};
 use crate::table::HourTable;
 use crate::tables;
@@ -46,15 +49,18 @@ enum Described {
         url: String,
         partitions: Vec<Partition>,
     },
-    /// A rule's lookup, read from the CSV in `dir` (absolute path or S3 URL), or empty; `keys`
+    /// A baseline table, read from its CSV in `dir` (absolute path or S3 URL), or empty; `keys`
     /// is how many rows the client read there, which the scheduler must read too.
     Lookup {
+        table: String,
         rule: String,
+        key: Vec<String>,
+        columns: Vec<(String, ColumnKind)>,
         dir: Option<String>,
         keys: usize,
     },
-    /// The `rules` table, built from the rules compiled into iodrift.
-    Rules,
+    /// The `rules` table: its rows, in Arrow IPC stream format and base64.
+    Rules { ipc: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -84,15 +90,18 @@ struct File {
 pub struct TableCodec {
     ballista: BallistaLogicalExtensionCodec,
     baselines: Option<Location>,
+    /// The baseline tables the client's rules declare.
+    tables: Vec<Arc<Table>>,
     s3: S3Options,
 }
 
 impl TableCodec {
-    /// The client's codec: lookups come from `baselines`.
-    pub fn client(baselines: Option<Location>) -> TableCodec {
+    /// The client's codec: the baseline `tables` come from `baselines`.
+    pub fn client(baselines: Option<Location>, tables: Vec<Arc<Table>>) -> TableCodec {
         TableCodec {
             ballista: BallistaLogicalExtensionCodec::default(),
             baselines,
+            tables,
             s3: S3Options::default(),
         }
     }
@@ -102,61 +111,101 @@ impl TableCodec {
         TableCodec {
             ballista: BallistaLogicalExtensionCodec::default(),
             baselines: None,
+            tables: Vec::new(),
             s3,
         }
     }
 
     fn describe(&self, name: &str, table: &Arc<dyn TableProvider>) -> Result<Described> {
-        match sendable(name, table) {
+        match sendable(name, table, &self.tables) {
             Some(Sendable::Metrics(metrics)) => Ok(Described::Metrics {
                 url: metrics.url().as_str().to_string(),
                 partitions: metrics.partitions().iter().map(Partition::from).collect(),
             }),
-            Some(Sendable::Lookup(rule, memory)) => Ok(Described::Lookup {
-                rule: rule.to_string(),
+            Some(Sendable::Lookup(table, memory)) => Ok(Described::Lookup {
+                table: table.name.clone(),
+                rule: table.rule.clone(),
+                key: table.key.clone(),
+                columns: table
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.kind))
+                    .collect(),
                 dir: self.baselines.as_ref().map(Location::absolute),
                 keys: rows_of(memory)?,
             }),
-            Some(Sendable::Rules) => Ok(Described::Rules),
+            Some(Sendable::Rules(memory)) => Ok(Described::Rules {
+                ipc: BASE64.encode(ipc_of(memory)?),
+            }),
             None => Err(DataFusionError::NotImplemented(unsendable(name))),
         }
     }
 
-    async fn rebuild(&self, described: Described) -> crate::Result<Arc<dyn TableProvider>> {
+    async fn rebuild(&self, described: Described) -> crate::error::Result<Arc<dyn TableProvider>> {
         match described {
             Described::Metrics { url, partitions } => {
-                let url = ObjectStoreUrl::parse(&url)
-                    .map_err(crate::Error::query(format!("object store URL {url}")))?;
+                let url = ObjectStoreUrl::parse(&url).map_err(crate::error::Error::query(
+                    format!("object store URL {url}"),
+                ))?;
                 let partitions = partitions
                     .into_iter()
                     .map(HourPartition::try_from)
                     .collect::<Result<_>>()
-                    .map_err(crate::Error::query("decode the store's files"))?;
+                    .map_err(crate::error::Error::query("decode the store's files"))?;
                 Ok(Arc::new(HourTable::from_partitions(url, partitions)))
             }
-            Described::Lookup { rule, dir, keys } => {
-                let rule = *RULES.iter().find(|r| r.name == rule).ok_or_else(|| {
-                    crate::Error::Usage(format!("a client asked for unknown rule {rule}"))
-                })?;
+            Described::Lookup {
+                table,
+                rule,
+                key,
+                columns,
+                dir,
+                keys,
+            } => {
+                let table = Arc::new(Table {
+                    name: table,
+                    namespace: String::new(),
+                    title: String::new(),
+                    view: String::new(),
+                    rule,
+                    key,
+                    columns: columns
+                        .into_iter()
+                        .map(|(name, kind)| Column { name, kind })
+                        .collect(),
+                    rollup: None,
+                });
                 let baseline = match &dir {
-                    Some(dir) => Baseline::read_csv(&Location::parse(dir, &self.s3)?, rule)
+                    Some(dir) => Baseline::read_csv(&Location::parse(dir, &self.s3)?, &table)
                         .await?
-                        .unwrap_or_else(|| Baseline::empty(rule)),
-                    None => Baseline::empty(rule),
+                        .unwrap_or_else(|| Baseline::empty(&table)),
+                    None => Baseline::empty(&table),
                 };
                 let read = baseline.batch.num_rows();
                 if read != keys {
-                    return Err(crate::Error::Usage(format!(
+                    return Err(crate::error::Error::Usage(format!(
                         "{}: the client read {keys} keys from {}, the scheduler {read}: \
                          --baselines must be a location every process of the cluster reads \
                          alike (a shared path, or S3 with the same endpoint and credentials)",
-                        rule.lookup,
+                        table.name,
                         dir.as_deref().unwrap_or("nowhere"),
                     )));
                 }
-                tables::memory_table(rule.lookup, baseline.batch)
+                tables::memory_table(&table.name, baseline.batch)
             }
-            Described::Rules => tables::memory_table("rules", tables::rules_batch()),
+            Described::Rules { ipc } => {
+                let bad = |e: String| crate::error::Error::Usage(format!("the rules table: {e}"));
+                let bytes = BASE64.decode(ipc).map_err(|e| bad(e.to_string()))?;
+                let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
+                    .map_err(|e| bad(e.to_string()))?;
+                let schema = reader.schema();
+                let batches = reader
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| bad(e.to_string()))?;
+                let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)
+                    .map_err(|e| bad(e.to_string()))?;
+                tables::memory_table("rules", batch)
+            }
         }
     }
 }
@@ -289,22 +338,44 @@ impl TryFrom<Partition> for HourPartition {
 /// One of iodrift's tables that the codec sends as a description.
 enum Sendable<'a> {
     Metrics(&'a HourTable),
-    /// The lookup of the rule of this name.
-    Lookup(&'static str, &'a MemTable),
-    Rules,
+    /// A baseline table of a rule.
+    Lookup(&'a Arc<Table>, &'a MemTable),
+    Rules(&'a MemTable),
 }
 
-/// Which of iodrift's sendable tables `table`, registered as `name`, is.
-fn sendable<'a>(name: &str, table: &'a Arc<dyn TableProvider>) -> Option<Sendable<'a>> {
+/// Which of iodrift's sendable tables `table`, registered as `name`, is, among the baseline
+/// `tables` of the client's rules.
+fn sendable<'a>(
+    name: &str,
+    table: &'a Arc<dyn TableProvider>,
+    tables: &'a [Arc<Table>],
+) -> Option<Sendable<'a>> {
     if let Some(metrics) = table.downcast_ref::<HourTable>() {
         return Some(Sendable::Metrics(metrics));
     }
     let memory = table.downcast_ref::<MemTable>()?;
     if name == "rules" {
-        return Some(Sendable::Rules);
+        return Some(Sendable::Rules(memory));
     }
-    let rule = RULES.iter().find(|r| r.lookup == name)?;
-    Some(Sendable::Lookup(rule.name, memory))
+    let table = tables.iter().find(|t| t.name == name)?;
+    Some(Sendable::Lookup(table, memory))
+}
+
+/// The rows of an in-memory table, in Arrow IPC stream format.
+fn ipc_of(table: &MemTable) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut writer = StreamWriter::try_new(&mut bytes, &table.schema())?;
+    for partition in &table.batches {
+        let batches = partition
+            .try_read()
+            .map_err(|_| DataFusionError::Internal("the rules table is being written to".into()))?;
+        for batch in batches.iter() {
+            writer.write(batch)?;
+        }
+    }
+    writer.finish()?;
+    drop(writer);
+    Ok(bytes)
 }
 
 /// The rows a client's in-memory table holds.
@@ -327,10 +398,13 @@ fn unsendable(table: &str) -> String {
 /// The client's check, before a plan leaves for the scheduler, that the codec can send every
 /// table it scans: a clear planning error instead of a failed serialization.
 #[derive(Debug)]
-pub(super) struct SendableTables;
+pub(super) struct SendableTables {
+    /// The baseline tables of the client's rules.
+    pub(super) tables: Vec<Arc<Table>>,
+}
 
 impl SendableTables {
-    fn check(plan: &LogicalPlan) -> Result<()> {
+    fn check(&self, plan: &LogicalPlan) -> Result<()> {
         plan.apply_with_subqueries(|node| {
             let LogicalPlan::TableScan(scan) = node else {
                 return Ok(TreeNodeRecursion::Continue);
@@ -340,11 +414,11 @@ impl SendableTables {
             };
             let name = scan.table_name.table();
             if let Some(view) = table.downcast_ref::<ViewTable>() {
-                SendableTables::check(view.logical_plan())?;
+                self.check(view.logical_plan())?;
             } else if !(table.is::<ListingTable>()
                 || table.is::<CteWorkTable>()
                 || table.is::<EmptyTable>()
-                || sendable(name, &table).is_some())
+                || sendable(name, &table, &self.tables).is_some())
             {
                 return Err(DataFusionError::Plan(unsendable(name)));
             }
@@ -356,7 +430,7 @@ impl SendableTables {
 
 impl AnalyzerRule for SendableTables {
     fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> Result<LogicalPlan> {
-        SendableTables::check(&plan)?;
+        self.check(&plan)?;
         Ok(plan)
     }
 

@@ -18,6 +18,7 @@ pub use process::{ExecutorOptions, SchedulerOptions, run_executor, run_scheduler
 
 use crate::error::{Error, Result};
 use crate::location::Location;
+use crate::rule::Rules;
 
 /// The port a scheduler listens on unless told otherwise, as in Ballista.
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
@@ -44,14 +45,15 @@ pub fn scheduler_address(url: &str) -> Result<(String, u16)> {
     Ok((host.to_string(), port))
 }
 
-/// A context whose queries the scheduler at `url` plans and its executors run. Lookups are read
-/// there from `baselines`; iodrift's functions are registered by the caller afterwards (Ballista
-/// replaces the state's function list).
+/// A context whose queries the scheduler at `url` plans and its executors run. The baseline
+/// tables of `rules` are read there from `baselines`; iodrift's functions are registered by the
+/// caller afterwards (Ballista replaces the state's function list).
 pub async fn client_context(
     url: &str,
     config: SessionConfig,
     runtime: Arc<RuntimeEnv>,
     baselines: Option<Location>,
+    rules: &Rules,
 ) -> Result<SessionContext> {
     let (host, port) = scheduler_address(url)?;
     // Ballista connects on the first query; a scheduler that is not there fails here, clearly.
@@ -69,7 +71,8 @@ pub async fn client_context(
             )));
         }
     }
-    let codec = Arc::new(TableCodec::client(baselines));
+    let tables: Vec<_> = rules.tables().cloned().collect();
+    let codec = Arc::new(TableCodec::client(baselines, tables.clone()));
     let config = static_planner(config).with_ballista_logical_extension_codec(codec);
     let state = SessionStateBuilder::new()
         .with_default_features()
@@ -79,7 +82,7 @@ pub async fn client_context(
     let context = SessionContext::remote_with_state(&format!("df://{host}:{port}"), state)
         .await
         .map_err(Error::query(format!("connect to the scheduler at {url}")))?;
-    context.add_analyzer_rule(Arc::new(codec::SendableTables));
+    context.add_analyzer_rule(Arc::new(codec::SendableTables { tables }));
     Ok(context)
 }
 

@@ -15,9 +15,9 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 
 use super::{TableCodec, scheduler_address, static_planner};
+use crate::engine;
 use crate::error::{Error, Result};
 use crate::location::S3Options;
-use crate::session;
 
 /// How a scheduler listens and when it gives up on a silent executor.
 #[derive(Debug, Clone)]
@@ -69,12 +69,12 @@ pub async fn run_scheduler(options: SchedulerOptions, s3: &S3Options) -> Result<
     let state_s3 = s3.clone();
     config.override_session_builder = Some(Arc::new(move |config: SessionConfig| {
         let state = default_session_builder(static_planner(config))?;
-        let runtime = session::runtime_env(None, &state_s3, None)
+        let runtime = engine::runtime_env(None, &state_s3, None)
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         let mut state = SessionStateBuilder::new_from_existing(state)
             .with_runtime_env(runtime)
             .build();
-        session::register_functions(&mut state)
+        engine::register_functions(&mut state)
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         Ok(state)
     }));
@@ -120,7 +120,7 @@ pub async fn run_executor(options: ExecutorOptions, s3: &S3Options) -> Result<()
         memory_pool_size: options.memory_limit.map(|bytes| bytes as u64),
         override_function_registry: Some(Arc::new(functions)),
         override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| {
-            session::runtime_env(None, &s3, work_dir.as_deref())
+            engine::runtime_env(None, &s3, work_dir.as_deref())
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
         })),
         ..ExecutorProcessConfig::default()

@@ -72,8 +72,8 @@ pub struct Label {
     pub service: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-    /// The rules that ought to report it; empty for scenarios that must not fire.
-    pub expected_rules: Vec<String>,
+    /// An attack, which every rule ought to report; otherwise a benign event that must not fire.
+    pub attack: bool,
 }
 
 impl Label {
@@ -321,12 +321,7 @@ fn labels(spec: &Spec, clusters: &[Cluster], plan: &[Vec<Vec<Injection>>]) -> La
                     service: iodrift_udfs::service_name(&pod.name).into_owned(),
                     start: at(injection.during.start),
                     end: at(injection.during.end),
-                    expected_rules: injection
-                        .kind
-                        .expected_rules()
-                        .iter()
-                        .map(|r| r.to_string())
-                        .collect(),
+                    attack: injection.kind.is_attack(),
                 });
             }
         }

@@ -42,15 +42,10 @@ impl ScenarioKind {
         ScenarioKind::Burst,
     ];
 
-    /// The rules that ought to report it (an ESCU rule may still miss or over-report).
-    pub fn expected_rules(self) -> &'static [&'static str] {
-        match self {
-            ScenarioKind::Exfiltration | ScenarioKind::InboundFlood => {
-                &["network-io", "network-io-ratio"]
-            }
-            ScenarioKind::RatioFlip => &["network-io-ratio"],
-            ScenarioKind::Burst => &[],
-        }
+    /// Whether it is an attack, which every rule ought to report; a burst too short to persist
+    /// is benign and must not fire.
+    pub fn is_attack(self) -> bool {
+        !matches!(self, ScenarioKind::Burst)
     }
 
     /// How long one occurrence lasts, in minutes.

@@ -1,19 +1,19 @@
 //! `iodrift.toml`: where the schedule reads and writes, which rules run, and each job's cron
-//! expression and window. Every job and key has ESCU's default; errors name the file and key.
+//! expression and window (by default each rule's own, from its manifest). Errors name the file
+//! and key.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use clap::ValueEnum;
 use croner::Cron;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::location::{Location, S3Options};
 use crate::output::Format;
-use crate::rules::{Rule, RuleChoice};
+use crate::rule::{self, JobDefaults, Rule, Rules};
 use crate::time::{Window, resolve};
 
 /// The file as written; [`Config::load`] checks it and resolves its paths.
@@ -25,6 +25,8 @@ struct ConfigFile {
     findings: String,
     #[serde(default)]
     rules: Option<Vec<String>>,
+    /// A rule folder, or a folder of them, beside the built-in rules.
+    rules_dir: Option<String>,
     memory_limit: Option<String>,
     cluster: Option<String>,
     s3_endpoint: Option<String>,
@@ -64,10 +66,14 @@ pub enum Task {
     },
 }
 
-/// One scheduled job: a cron expression (UTC) and a window relative to each of its times.
+/// One scheduled job: rules run together, at a cron expression's times (UTC), over a window
+/// relative to each time.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub name: &'static str,
+    /// `baseline` or `detect`; when the rules' schedules differ, one job per schedule, named
+    /// after its rules (`detect-drift`).
+    pub name: String,
+    pub rules: Vec<Rule>,
     pub task: Task,
     pub cron: Cron,
     pub earliest: String,
@@ -84,6 +90,7 @@ pub struct Config {
     pub store: Location,
     pub baselines: Location,
     pub findings: Location,
+    /// The rules the jobs run.
     pub rules: Vec<Rule>,
     /// Where the jobs' queries run: `memory_limit`, and `cluster` (a Ballista scheduler).
     pub engine: crate::session::Engine,
@@ -93,23 +100,25 @@ pub struct Config {
     pub jobs: Vec<Job>,
 }
 
-/// ESCU's schedules: baselines Sundays at 02:00 over the 30 days before yesterday's end,
-/// detections hourly over the hour that ended ten minutes ago.
-const BASELINE_DEFAULTS: (&str, &str, &str) = ("0 2 * * 0", "-30d@d", "-1d@d");
-const DETECT_DEFAULTS: (&str, &str, &str) = ("0 * * * *", "-70m@m", "-10m@m");
 const DEFAULT_LEASE: Duration = Duration::from_secs(600);
 
 impl Config {
-    /// Reads and checks `path`. Relative store, baselines and findings paths are taken from the
-    /// file's directory. `s3` applies unless the file names its own `s3_endpoint`.
-    pub fn load(path: &Path, s3: &S3Options) -> Result<Config> {
+    /// Reads and checks `path`. Relative paths are taken from the file's directory. `s3`
+    /// applies unless the file names its own `s3_endpoint`; `rules_dir` (`--rules`) replaces
+    /// the file's.
+    pub fn load(path: &Path, s3: &S3Options, rules_dir: Option<&Path>) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
-        Config::parse(&text, path, s3)
+        Config::parse(&text, path, s3, rules_dir)
     }
 
     /// Checks `text`, the contents of the config file at `path` (which need not exist: relative
     /// locations are taken from its directory).
-    pub fn parse(text: &str, path: &Path, s3: &S3Options) -> Result<Config> {
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        s3: &S3Options,
+        rules_dir: Option<&Path>,
+    ) -> Result<Config> {
         let fail = |reason: String| Error::Config {
             path: path.display().to_string(),
             reason,
@@ -138,26 +147,15 @@ impl Config {
             };
             Location::parse(&text, &s3).map_err(|e| fail(format!("{key}: {e}")))
         };
-        let rules = match &file.rules {
-            None => RuleChoice::All.rules(),
-            Some(names) if names.is_empty() => return Err(fail("rules: names no rule".into())),
-            Some(names) => {
-                let mut rules: Vec<Rule> = Vec::new();
-                for name in names {
-                    let choice = RuleChoice::from_str(name, false).map_err(|_| {
-                        fail(format!(
-                            "rules: unknown rule {name:?}: network-io, network-io-ratio or all"
-                        ))
-                    })?;
-                    for rule in choice.rules() {
-                        if !rules.contains(&rule) {
-                            rules.push(rule);
-                        }
-                    }
-                }
-                rules
-            }
+        let rules_dir: Option<PathBuf> = match (rules_dir, &file.rules_dir) {
+            (Some(dir), _) => Some(dir.to_path_buf()),
+            (None, Some(text)) => Some(dir.join(text)),
+            (None, None) => None,
         };
+        let loaded = Rules::load(rules_dir.as_deref())?;
+        let rules = loaded
+            .select(file.rules.as_deref().unwrap_or(&["all".to_string()]))
+            .map_err(|e| fail(format!("rules: {e}")))?;
         let memory_limit = file
             .memory_limit
             .as_deref()
@@ -174,15 +172,39 @@ impl Config {
             return Err(fail("lease: must be at least 1s".into()));
         }
         let mut jobs = Vec::new();
-        for (name, table, defaults) in [
-            ("baseline", &file.baseline, BASELINE_DEFAULTS),
-            ("detect", &file.detect, DETECT_DEFAULTS),
+        for (name, table, which) in [
+            ("baseline", &file.baseline, rule::Job::Baseline),
+            ("detect", &file.detect, rule::Job::Detect),
         ] {
             if table.enabled == Some(false) {
                 continue;
             }
-            let job = Job::from_table(name, table, defaults).map_err(&fail)?;
-            jobs.push(job);
+            // Rules sharing a schedule (after the file's overrides) run as one job.
+            let mut groups: Vec<(JobDefaults, Vec<Rule>)> = Vec::new();
+            for rule in &rules {
+                let defaults = rule.schedule.job(which);
+                let effective = JobDefaults {
+                    cron: table.cron.clone().unwrap_or(defaults.cron.clone()),
+                    earliest: table.earliest.clone().unwrap_or(defaults.earliest.clone()),
+                    latest: table.latest.clone().unwrap_or(defaults.latest.clone()),
+                };
+                match groups.iter_mut().find(|(d, _)| *d == effective) {
+                    Some((_, members)) => members.push(rule.clone()),
+                    None => groups.push((effective, vec![rule.clone()])),
+                }
+            }
+            let single = groups.len() == 1;
+            for (defaults, members) in groups {
+                let job_name = if single {
+                    name.to_string()
+                } else {
+                    let names: Vec<&str> = members.iter().map(|r| r.name.as_str()).collect();
+                    format!("{name}-{}", names.join("-"))
+                };
+                let job =
+                    Job::from_table(name, job_name, members, table, &defaults).map_err(&fail)?;
+                jobs.push(job);
+            }
         }
         Ok(Config {
             path: path.to_path_buf(),
@@ -202,9 +224,11 @@ impl Config {
 
 impl Job {
     fn from_table(
-        name: &'static str,
+        name: &str,
+        job_name: String,
+        rules: Vec<Rule>,
         table: &JobTable,
-        (cron, earliest, latest): (&str, &str, &str),
+        defaults: &JobDefaults,
     ) -> std::result::Result<Job, String> {
         let key = |k: &str| format!("{name}.{k}");
         let task = match name {
@@ -235,15 +259,16 @@ impl Job {
                 }
             }
         };
-        let pattern = table.cron.as_deref().unwrap_or(cron);
+        let pattern = defaults.cron.as_str();
         let cron = Cron::from_str(pattern)
             .map_err(|e| format!("{}: bad cron expression {pattern:?}: {e}", key("cron")))?;
         let job = Job {
-            name,
+            name: job_name,
+            rules,
             task,
             cron,
-            earliest: table.earliest.clone().unwrap_or(earliest.into()),
-            latest: table.latest.clone().unwrap_or(latest.into()),
+            earliest: defaults.earliest.clone(),
+            latest: defaults.latest.clone(),
             start: table
                 .start
                 .as_deref()
@@ -301,13 +326,14 @@ mod tests {
     #[test]
     fn defaults_are_escus_schedules() {
         let (dir, path) = write("store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n");
-        let config = Config::load(&path, &S3Options::default()).unwrap();
+        let config = Config::load(&path, &S3Options::default(), None).unwrap();
         assert_eq!(config.store.local(), Some(dir.path().join("s").as_path()));
         assert_eq!(config.rules.len(), 2);
         assert_eq!(config.lease, DEFAULT_LEASE);
         let [baseline, detect] = &config.jobs[..] else {
-            panic!("two jobs")
+            panic!("two jobs: the built-in rules share ESCU's schedules")
         };
+        assert_eq!(baseline.rules.len(), 2);
         assert_eq!(baseline.name, "baseline");
         // 2026-03-08 is a Sunday.
         let window = baseline.window(at("2026-03-08T02:00:00Z")).unwrap();
@@ -331,7 +357,7 @@ mod tests {
         let (_dir, path) = write(
             "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n[detect]\nstart = \"2026-03-02T03:00:00Z\"\n",
         );
-        let config = Config::load(&path, &S3Options::default()).unwrap();
+        let config = Config::load(&path, &S3Options::default(), None).unwrap();
         let detect = &config.jobs[1];
         let now = at("2026-03-02T05:30:00Z");
         assert_eq!(
@@ -351,7 +377,7 @@ mod tests {
         let (_dir, path) = write(
             "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n[detect]\ncron = \"*/2 * * * * *\"\n",
         );
-        let config = Config::load(&path, &S3Options::default()).unwrap();
+        let config = Config::load(&path, &S3Options::default(), None).unwrap();
         let detect = &config.jobs[1];
         let last = at("2026-03-02T01:01:28Z");
         let now = at("2026-03-02T01:01:33.700Z");
@@ -373,7 +399,7 @@ mod tests {
         let s3 = S3Options {
             endpoint: Some("http://127.0.0.1:9".into()),
         };
-        let config = Config::load(&path, &s3).unwrap();
+        let config = Config::load(&path, &s3, None).unwrap();
         assert_eq!(config.store.as_str(), "s3://lake/metrics");
         assert_eq!(config.jobs.len(), 2);
         assert_eq!(config.jobs[0].cron.as_str(), "0 2 * * 0");
@@ -413,7 +439,7 @@ mod tests {
             ),
         ] {
             let (_dir, path) = write(text);
-            let error = Config::load(&path, &S3Options::default())
+            let error = Config::load(&path, &S3Options::default(), None)
                 .unwrap_err()
                 .to_string();
             assert!(error.contains("iodrift.toml"), "{error}");

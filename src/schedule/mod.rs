@@ -1,5 +1,5 @@
-//! The schedule: ESCU's jobs (weekly baselines, hourly detections) run unattended over a store,
-//! every due window once and in time order, by one runner at a time (`schedule`, `run-due`).
+//! The schedule: the rules' jobs (ESCU's: weekly baselines, hourly detections) run unattended
+//! over a store, every due window once and in time order, by one runner at a time.
 
 pub mod config;
 pub mod lease;
@@ -17,14 +17,15 @@ pub use state::JobState;
 use crate::detect::Detection;
 use crate::error::{Error, Result};
 use crate::output::{Format, write_batches};
-use crate::rules::Rule;
+use crate::rule::Rule;
 use crate::store::Store;
 use crate::time::{Window, rfc3339};
 
 /// What one run wrote for one rule.
 #[derive(Debug, Clone)]
 pub struct Output {
-    pub rule: &'static str,
+    /// The rule; for a baseline, the rule and its table.
+    pub rule: String,
     /// Lookup rows (keys) of a baseline, findings of a detection.
     pub rows: usize,
     pub object: String,
@@ -33,7 +34,7 @@ pub struct Output {
 /// One completed run of a job.
 #[derive(Debug, Clone)]
 pub struct Run {
-    pub job: &'static str,
+    pub job: String,
     pub time: DateTime<Utc>,
     pub window: Window,
     pub seconds: f64,
@@ -45,7 +46,7 @@ pub struct Run {
 #[derive(Debug, Default)]
 pub struct Pass {
     pub runs: Vec<Run>,
-    pub failed: Vec<(&'static str, DateTime<Utc>, Error)>,
+    pub failed: Vec<(String, DateTime<Utc>, Error)>,
 }
 
 /// Runs every job's due times up to `now`, all jobs together in time order (baselines first
@@ -53,7 +54,7 @@ pub struct Pass {
 pub async fn run_due(config: &Config, now: DateTime<Utc>, lease: &Lease) -> Result<Pass> {
     let mut due = Vec::new();
     for (index, job) in config.jobs.iter().enumerate() {
-        let last = JobState::read(&config.store, job.name).await?;
+        let last = JobState::read(&config.store, &job.name).await?;
         for time in job.due(last.map(|s| s.last_time), now) {
             due.push((time, index));
         }
@@ -75,7 +76,7 @@ pub async fn run_due(config: &Config, now: DateTime<Utc>, lease: &Lease) -> Resu
             Ok(run) => {
                 lease.check().await?;
                 JobState {
-                    job: job.name.into(),
+                    job: job.name.clone(),
                     last_time: time,
                     window_start: run.window.earliest,
                     window_end: run.window.latest,
@@ -85,7 +86,7 @@ pub async fn run_due(config: &Config, now: DateTime<Utc>, lease: &Lease) -> Resu
                 .write(&config.store)
                 .await?;
                 tracing::info!(
-                    job = job.name,
+                    job = job.name.as_str(),
                     time = %rfc3339(time),
                     window_start = %rfc3339(run.window.earliest),
                     window_end = %rfc3339(run.window.latest),
@@ -96,8 +97,8 @@ pub async fn run_due(config: &Config, now: DateTime<Utc>, lease: &Lease) -> Resu
                 pass.runs.push(run);
             }
             Err(error) => {
-                tracing::error!(job = job.name, time = %rfc3339(time), %error, "run failed; the job's later times wait for the next pass");
-                pass.failed.push((job.name, time, error));
+                tracing::error!(job = job.name.as_str(), time = %rfc3339(time), %error, "run failed; the job's later times wait for the next pass");
+                pass.failed.push((job.name.clone(), time, error));
             }
         }
     }
@@ -110,13 +111,21 @@ async fn run(config: &Config, job: &Job, time: DateTime<Utc>) -> Result<Run> {
     let window = job.window(time)?;
     let store = Store::open(config.store.clone())?;
     let outputs = match &job.task {
-        Task::Baseline { full } => baseline(config, store, window, *full).await?,
+        Task::Baseline { full } => baseline(config, &job.rules, store, window, *full).await?,
         Task::Detect { filter, format } => {
-            detect(config, store, window, filter.as_deref(), *format).await?
+            detect(
+                config,
+                &job.rules,
+                store,
+                window,
+                filter.as_deref(),
+                *format,
+            )
+            .await?
         }
     };
     Ok(Run {
-        job: job.name,
+        job: job.name.clone(),
         time,
         window,
         seconds: started.elapsed().as_secs_f64(),
@@ -126,12 +135,13 @@ async fn run(config: &Config, job: &Job, time: DateTime<Utc>) -> Result<Run> {
 
 async fn baseline(
     config: &Config,
+    rules: &[Rule],
     store: Store,
     window: Window,
     full: bool,
 ) -> Result<Vec<Output>> {
     let (baselines, source) =
-        crate::baseline::compute_over(store, window, &config.rules, full, &config.engine).await?;
+        crate::baseline::compute_over(store, window, rules, full, &config.engine).await?;
     if let crate::baseline::Source::Rollups(summary) = source {
         tracing::info!(
             reused_hours = summary.reused,
@@ -144,9 +154,15 @@ async fn baseline(
     for baseline in baselines {
         let written = baseline.write(&config.baselines).await?;
         let object = written.into_iter().next().unwrap_or_default();
-        tracing::info!(rule = baseline.rule.name, keys = baseline.len(), %object, "baseline written");
+        tracing::info!(
+            rule = baseline.table.rule.as_str(),
+            table = baseline.table.name.as_str(),
+            keys = baseline.len(),
+            %object,
+            "baseline written"
+        );
         outputs.push(Output {
-            rule: baseline.rule.name,
+            rule: baseline.table.rule.clone(),
             rows: baseline.len(),
             object,
         });
@@ -156,6 +172,7 @@ async fn baseline(
 
 async fn detect(
     config: &Config,
+    rules: &[Rule],
     store: Store,
     window: Window,
     filter: Option<&str>,
@@ -165,7 +182,7 @@ async fn detect(
         store,
         window,
         config.baselines.clone(),
-        &config.rules,
+        rules,
         &config.engine,
     )
     .await?;
@@ -177,7 +194,7 @@ async fn detect(
         .filter_map(|file| file.statistics.as_ref()?.num_rows.get_value().copied())
         .sum();
     let mut outputs = Vec::new();
-    for rule in &config.rules {
+    for rule in rules {
         let findings = detection
             .findings(std::slice::from_ref(rule), filter)
             .await?;
@@ -191,7 +208,7 @@ async fn detect(
         let rows = findings.iter().map(RecordBatch::num_rows).sum();
         let object = config.findings.display_at(&relative);
         tracing::info!(
-            rule = rule.name,
+            rule = rule.name.as_str(),
             findings = rows,
             store_files = files,
             store_rows,
@@ -199,7 +216,7 @@ async fn detect(
             "findings written"
         );
         outputs.push(Output {
-            rule: rule.name,
+            rule: rule.name.clone(),
             rows,
             object,
         });

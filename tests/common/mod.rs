@@ -331,3 +331,68 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The test rule that no iodrift build knows: outbound traffic above three times the service's
+/// peak 10 s mean of the baseline window. A manifest and SQL only, written into `dir/tx-peak`.
+pub fn write_user_rule(dir: &Path) -> PathBuf {
+    let folder = dir.join("tx-peak");
+    std::fs::create_dir_all(&folder).unwrap();
+    let files = [
+        (
+            "rule.toml",
+            r#"name = "tx-peak"
+title = "Outbound above three times the service's peak"
+sql = ["peak.sql", "detect.sql"]
+
+[risk]
+score = 40
+message = "Outbound above the service's peak on host $host$"
+mitre_attack_ids = ["T1041", "T1048"]
+
+[detection]
+min_buckets = 3
+
+[[baselines]]
+name = "tx_peak_baseline"
+view = "baseline"
+key = ["key"]
+columns = [
+    { name = "key", type = "string" },
+    { name = "peak", type = "double" },
+    { name = "spans", type = "bigint" },
+]
+rollup = "rollup"
+merge = "merge.sql"
+
+[schedule]
+baseline = { cron = "0 1 * * *", earliest = "-1d@d", latest = "@d" }
+detect = { cron = "30 * * * *", earliest = "-70m@m", latest = "-10m@m" }
+"#,
+        ),
+        (
+            "peak.sql",
+            "CREATE VIEW baseline AS\n\
+             SELECT key, max(io) AS peak, count(*) AS spans FROM spans\n\
+             WHERE direction = 'transmit' GROUP BY key;\n\
+             CREATE VIEW rollup AS\n\
+             SELECT to_unixtime(hour) AS hour, key, max(io) AS peak, count(*) AS spans FROM spans\n\
+             WHERE direction = 'transmit' GROUP BY hour, key;\n",
+        ),
+        (
+            "merge.sql",
+            "SELECT key, max(peak) AS peak, sum(spans) AS spans FROM rollups GROUP BY key\n",
+        ),
+        (
+            "detect.sql",
+            "CREATE VIEW anomalous_buckets AS\n\
+             SELECT f.cluster, f.node, f.pod, f.service, f.bucket,\n\
+                    'outbound above 3 x peak ' || CAST(b.peak AS VARCHAR) AS anomalies\n\
+             FROM pod_network_io AS f JOIN tx_peak_baseline AS b ON f.key = b.key\n\
+             WHERE f.outbound_network_io > 3 * b.peak;\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(folder.join(name), text).unwrap();
+    }
+    folder
+}

@@ -1,6 +1,9 @@
 //! `exact_avg(x)`, `exact_stddev_samp(x)` and `exact_m2(x)`: mean, sample standard deviation and
 //! sum of squared deviations whose result does not depend on row order or on how DataFusion
-//! splits and merges partial aggregates.
+//! splits and merges partial aggregates. `exact_moments(x)` returns the exact state itself (a
+//! struct that Parquet stores), and `exact_merge_avg(m)`, `exact_merge_stddev_samp(m)` and
+//! `exact_merge_moments(m)` merge such states: statistics merged from hourly states are the
+//! very bits the whole window's rows give.
 //!
 //! Sums are kept exactly as lists of non-overlapping partials (Shewchuk's algorithm, as in
 //! Python's `math.fsum`) and rounded once, so the same rows always give the same bits: a
@@ -14,9 +17,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Float64Builder, ListArray, ListBuilder,
-    UInt64Array,
+    StructArray, UInt64Array,
 };
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, UInt64Type};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, UInt64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
@@ -28,6 +31,10 @@ use smallvec::SmallVec;
 pub const EXACT_AVG_UDAF_NAME: &str = "exact_avg";
 pub const EXACT_STDDEV_SAMP_UDAF_NAME: &str = "exact_stddev_samp";
 pub const EXACT_M2_UDAF_NAME: &str = "exact_m2";
+pub const EXACT_MOMENTS_UDAF_NAME: &str = "exact_moments";
+pub const EXACT_MERGE_AVG_UDAF_NAME: &str = "exact_merge_avg";
+pub const EXACT_MERGE_STDDEV_SAMP_UDAF_NAME: &str = "exact_merge_stddev_samp";
+pub const EXACT_MERGE_MOMENTS_UDAF_NAME: &str = "exact_merge_moments";
 
 /// A sum of f64 values held exactly; [`ExactSum::value`] is the correctly rounded total.
 #[derive(Debug, Clone, Default)]
@@ -202,6 +209,7 @@ impl Moments {
             Statistic::Mean => self.mean(),
             Statistic::SampleStdev => self.sample_stdev(),
             Statistic::M2 => self.m2(),
+            Statistic::Moments => None,
         }
     }
 
@@ -219,41 +227,69 @@ impl Moments {
 pub enum Statistic {
     Mean,
     SampleStdev,
-    /// The sum of squared deviations from the mean, for rollups merged later.
+    /// The sum of squared deviations from the mean.
     M2,
+    /// The exact state itself ([`moments_type`]), to store and merge later.
+    Moments,
 }
 
-/// The `exact_avg` / `exact_stddev_samp` / `exact_m2` aggregate functions; nulls are ignored.
+/// What an [`ExactAggregate`] reads: values, or states that `exact_moments` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Input {
+    Values,
+    States,
+}
+
+/// The exact aggregate functions; nulls are ignored.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ExactAggregate {
     statistic: Statistic,
+    input: Input,
     signature: Signature,
 }
 
 impl ExactAggregate {
-    pub fn new(statistic: Statistic) -> ExactAggregate {
+    pub fn new(statistic: Statistic, input: Input) -> ExactAggregate {
+        let signature = match input {
+            Input::Values => Signature::uniform(1, vec![DataType::Float64], Volatility::Immutable),
+            // Any type here, checked in `return_type`: a state read back from Parquet may differ
+            // from `moments_type` in field metadata that no merge depends on.
+            Input::States => Signature::any(1, Volatility::Immutable),
+        };
         ExactAggregate {
             statistic,
-            signature: Signature::uniform(1, vec![DataType::Float64], Volatility::Immutable),
+            input,
+            signature,
         }
     }
 
     pub fn mean() -> AggregateUDF {
-        AggregateUDF::from(ExactAggregate::new(Statistic::Mean))
+        AggregateUDF::from(ExactAggregate::new(Statistic::Mean, Input::Values))
     }
 
     pub fn sample_stdev() -> AggregateUDF {
-        AggregateUDF::from(ExactAggregate::new(Statistic::SampleStdev))
+        AggregateUDF::from(ExactAggregate::new(Statistic::SampleStdev, Input::Values))
     }
 
     pub fn m2() -> AggregateUDF {
-        AggregateUDF::from(ExactAggregate::new(Statistic::M2))
+        AggregateUDF::from(ExactAggregate::new(Statistic::M2, Input::Values))
+    }
+
+    /// `exact_moments(x)`: the mergeable exact state of the values.
+    pub fn moments() -> AggregateUDF {
+        AggregateUDF::from(ExactAggregate::new(Statistic::Moments, Input::Values))
+    }
+
+    /// `exact_merge_avg(m)`, `exact_merge_stddev_samp(m)` and `exact_merge_moments(m)`.
+    pub fn merging() -> [AggregateUDF; 3] {
+        [Statistic::Mean, Statistic::SampleStdev, Statistic::Moments]
+            .map(|statistic| AggregateUDF::from(ExactAggregate::new(statistic, Input::States)))
     }
 
     fn sums(&self) -> usize {
         match self.statistic {
             Statistic::Mean => 1,
-            Statistic::SampleStdev | Statistic::M2 => 2,
+            Statistic::SampleStdev | Statistic::M2 | Statistic::Moments => 2,
         }
     }
 }
@@ -262,12 +298,32 @@ fn partials_type() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::Float64, false)))
 }
 
+/// The fields of the state that `exact_moments` returns: the count, and the exact sums of the
+/// values and of their squares as lists of partials.
+fn moments_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("count", DataType::UInt64, false),
+        Field::new("sum", partials_type(), false),
+        Field::new("sum_squares", partials_type(), false),
+    ])
+}
+
+/// The type of `exact_moments(x)`, the input of the `exact_merge_*` functions.
+pub fn moments_type() -> DataType {
+    DataType::Struct(moments_fields())
+}
+
 impl AggregateUDFImpl for ExactAggregate {
     fn name(&self) -> &str {
-        match self.statistic {
-            Statistic::Mean => EXACT_AVG_UDAF_NAME,
-            Statistic::SampleStdev => EXACT_STDDEV_SAMP_UDAF_NAME,
-            Statistic::M2 => EXACT_M2_UDAF_NAME,
+        match (self.input, self.statistic) {
+            (Input::Values, Statistic::Mean) => EXACT_AVG_UDAF_NAME,
+            (Input::Values, Statistic::SampleStdev) => EXACT_STDDEV_SAMP_UDAF_NAME,
+            (Input::Values, Statistic::M2) => EXACT_M2_UDAF_NAME,
+            (Input::Values, Statistic::Moments) => EXACT_MOMENTS_UDAF_NAME,
+            (Input::States, Statistic::Mean) => EXACT_MERGE_AVG_UDAF_NAME,
+            (Input::States, Statistic::SampleStdev) => EXACT_MERGE_STDDEV_SAMP_UDAF_NAME,
+            (Input::States, Statistic::M2) => "exact_merge_m2",
+            (Input::States, Statistic::Moments) => EXACT_MERGE_MOMENTS_UDAF_NAME,
         }
     }
 
@@ -275,8 +331,26 @@ impl AggregateUDFImpl for ExactAggregate {
         &self.signature
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Float64)
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        if self.input == Input::States {
+            let is_state = matches!(
+                arg_types.first(),
+                Some(DataType::Struct(fields)) if fields.len() == 3
+                    && fields[0].data_type() == &DataType::UInt64
+                    && fields[1..].iter().all(|f| matches!(f.data_type(), DataType::List(item) if item.data_type() == &DataType::Float64))
+            );
+            if !is_state {
+                return datafusion::common::plan_err!(
+                    "{}: the argument must be a state from exact_moments, not {:?}",
+                    self.name(),
+                    arg_types.first()
+                );
+            }
+        }
+        Ok(match self.statistic {
+            Statistic::Moments => moments_type(),
+            _ => DataType::Float64,
+        })
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -303,6 +377,7 @@ impl AggregateUDFImpl for ExactAggregate {
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         Ok(Box::new(ExactAccumulator {
             statistic: self.statistic,
+            input: self.input,
             moments: Moments::new(self.statistic),
         }))
     }
@@ -315,7 +390,10 @@ impl AggregateUDFImpl for ExactAggregate {
         &self,
         _args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(ExactGroupsAccumulator::new(self.statistic)))
+        Ok(Box::new(ExactGroupsAccumulator::new(
+            self.statistic,
+            self.input,
+        )))
     }
 }
 
@@ -343,6 +421,49 @@ fn state_arrays<'a>(
     arrays
 }
 
+/// What each group evaluates to: its statistic, or its state as `exact_moments` returns it.
+fn evaluate_groups(groups: &[Moments], statistic: Statistic) -> Result<ArrayRef> {
+    if statistic == Statistic::Moments {
+        let columns = state_arrays(groups.iter(), statistic);
+        return Ok(Arc::new(StructArray::try_new(
+            moments_fields(),
+            columns,
+            None,
+        )?));
+    }
+    let result: Float64Array = groups.iter().map(|m| m.evaluate(statistic)).collect();
+    Ok(Arc::new(result))
+}
+
+/// The state columns of an `exact_moments` struct column; its null rows count as no values.
+fn struct_states(values: &ArrayRef) -> Result<(&StructArray, Vec<ArrayRef>)> {
+    let Some(states) = values.as_any().downcast_ref::<StructArray>() else {
+        return exec_err!("exact merge: the argument is not an exact_moments state");
+    };
+    let columns = states.columns().to_vec();
+    check_state(&columns, Statistic::Moments)?;
+    Ok((states, columns))
+}
+
+/// Adds row `row` of `values` (a value, or a state) to `moments`.
+fn add_input(moments: &mut Moments, input: Input, values: &ArrayRef, row: usize) -> Result<()> {
+    match input {
+        Input::Values => {
+            let values = values.as_primitive::<Float64Type>();
+            if values.is_valid(row) {
+                moments.add(values.value(row));
+            }
+        }
+        Input::States => {
+            let (states, columns) = struct_states(values)?;
+            if states.is_valid(row) {
+                merge_state(moments, &columns, row);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds one row of state (count, sum terms, square terms) to `moments`.
 fn merge_state(moments: &mut Moments, states: &[ArrayRef], row: usize) {
     moments.count += states[0].as_primitive::<UInt64Type>().value(row);
@@ -358,6 +479,7 @@ fn merge_state(moments: &mut Moments, states: &[ArrayRef], row: usize) {
     for term in terms(&states[1]).values() {
         moments.sum.add(*term);
     }
+    // A state's sum of squares is counted only where the statistic needs it.
     if let (Some(squares), Some(column)) = (&mut moments.squares, states.get(2)) {
         for term in terms(column).values() {
             squares.add(*term);
@@ -381,20 +503,21 @@ fn check_state(states: &[ArrayRef], statistic: Statistic) -> Result<()> {
 #[derive(Debug)]
 struct ExactAccumulator {
     statistic: Statistic,
+    input: Input,
     moments: Moments,
 }
 
 impl Accumulator for ExactAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let values = values[0].as_primitive::<Float64Type>();
-        for value in values.iter().flatten() {
-            self.moments.add(value);
+        for row in 0..values[0].len() {
+            add_input(&mut self.moments, self.input, &values[0], row)?;
         }
         Ok(())
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Float64(self.moments.evaluate(self.statistic)))
+        let result = evaluate_groups(std::slice::from_ref(&self.moments), self.statistic)?;
+        ScalarValue::try_from_array(&result, 0)
     }
 
     fn size(&self) -> usize {
@@ -420,6 +543,7 @@ impl Accumulator for ExactAccumulator {
 #[derive(Debug)]
 struct ExactGroupsAccumulator {
     statistic: Statistic,
+    input: Input,
     groups: Vec<Moments>,
     /// The heap bytes of `groups`, kept up to date so that `size` is O(1): DataFusion asks
     /// after every batch.
@@ -427,9 +551,10 @@ struct ExactGroupsAccumulator {
 }
 
 impl ExactGroupsAccumulator {
-    fn new(statistic: Statistic) -> ExactGroupsAccumulator {
+    fn new(statistic: Statistic, input: Input) -> ExactGroupsAccumulator {
         ExactGroupsAccumulator {
             statistic,
+            input,
             groups: Vec::new(),
             heap: 0,
         }
@@ -474,10 +599,12 @@ impl GroupsAccumulator for ExactGroupsAccumulator {
         total_num_groups: usize,
     ) -> Result<()> {
         self.grow(total_num_groups);
-        let values = values[0].as_primitive::<Float64Type>();
+        let input = self.input;
         for (row, &group) in group_indices.iter().enumerate() {
-            if values.is_valid(row) && selected(opt_filter, row) {
-                self.update(group, |m| m.add(values.value(row)));
+            if selected(opt_filter, row) {
+                let mut result = Ok(());
+                self.update(group, |m| result = add_input(m, input, &values[0], row));
+                result?;
             }
         }
         Ok(())
@@ -485,8 +612,7 @@ impl GroupsAccumulator for ExactGroupsAccumulator {
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let groups = self.take(emit_to);
-        let result: Float64Array = groups.iter().map(|m| m.evaluate(self.statistic)).collect();
-        Ok(Arc::new(result))
+        evaluate_groups(&groups, self.statistic)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
@@ -513,16 +639,15 @@ impl GroupsAccumulator for ExactGroupsAccumulator {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let values = values[0].as_primitive::<Float64Type>();
-        let rows: Vec<Moments> = (0..values.len())
+        let rows: Vec<Moments> = (0..values[0].len())
             .map(|row| {
                 let mut moments = Moments::new(self.statistic);
-                if values.is_valid(row) && selected(opt_filter, row) {
-                    moments.add(values.value(row));
+                if selected(opt_filter, row) {
+                    add_input(&mut moments, self.input, &values[0], row)?;
                 }
-                moments
+                Ok(moments)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(state_arrays(rows.iter(), self.statistic))
     }
 
@@ -653,6 +778,41 @@ mod tests {
         assert_eq!((one.mean(), one.sample_stdev()), (None, None));
         one.add(3.0);
         assert_eq!((one.mean(), one.sample_stdev()), (Some(3.0), None));
+    }
+
+    #[tokio::test]
+    async fn states_merged_in_sql_give_the_bits_of_all_rows() -> Result<()> {
+        let ctx = datafusion::prelude::SessionContext::new();
+        crate::register_all(&ctx);
+        let rows: Vec<String> = (0..400)
+            .map(|i| {
+                let x = (i as f64 * 0.7310585786).sin() * 10f64.powi(i % 11) / 3.0;
+                format!("({}, {}, {x:e})", i % 3, i % 17)
+            })
+            .collect();
+        let values = rows.join(", ");
+        let sql = format!(
+            "WITH t(g, part, x) AS (VALUES {values}), \
+             parts AS (SELECT g, part, exact_moments(x) AS m FROM t GROUP BY g, part), \
+             merged AS (SELECT g, exact_merge_avg(m) AS a, exact_merge_stddev_samp(m) AS s, \
+                 exact_merge_stddev_samp(r) AS s2 FROM (SELECT g, m, \
+                 exact_merge_moments(m) OVER (PARTITION BY g, part) AS r FROM parts) GROUP BY g), \
+             whole AS (SELECT g, exact_avg(x) AS a, exact_stddev_samp(x) AS s FROM t GROUP BY g) \
+             SELECT w.a = m.a AND w.s = m.s AND w.s = m.s2 AS same FROM whole w JOIN merged m USING (g)"
+        );
+        let batches = ctx.sql(&sql).await?.collect().await?;
+        let same: Vec<bool> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_boolean()
+                    .iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(same, [true, true, true]);
+        Ok(())
     }
 
     #[tokio::test]

@@ -11,8 +11,9 @@ use datafusion::prelude::SessionContext;
 
 pub use anomaly::{ANOMALY_TEXT_UDF_NAME, AnomalyText, Measure, anomaly_text};
 pub use exact::{
-    EXACT_AVG_UDAF_NAME, EXACT_M2_UDAF_NAME, EXACT_STDDEV_SAMP_UDAF_NAME, ExactAggregate, ExactSum,
-    Moments, Statistic,
+    EXACT_AVG_UDAF_NAME, EXACT_M2_UDAF_NAME, EXACT_MERGE_AVG_UDAF_NAME,
+    EXACT_MERGE_MOMENTS_UDAF_NAME, EXACT_MERGE_STDDEV_SAMP_UDAF_NAME, EXACT_MOMENTS_UDAF_NAME,
+    EXACT_STDDEV_SAMP_UDAF_NAME, ExactAggregate, ExactSum, Input, Moments, Statistic, moments_type,
 };
 pub use number::{format_number, round_half_away_from_zero};
 pub use service::{K8S_SERVICE_UDF_NAME, K8sService, service_name};
@@ -31,11 +32,14 @@ pub fn all() -> Vec<ScalarUDF> {
 
 /// Every aggregate function of this crate, ready to register.
 pub fn all_aggregates() -> Vec<AggregateUDF> {
-    vec![
+    let mut aggregates = vec![
         ExactAggregate::mean(),
         ExactAggregate::sample_stdev(),
         ExactAggregate::m2(),
-    ]
+        ExactAggregate::moments(),
+    ];
+    aggregates.extend(ExactAggregate::merging());
+    aggregates
 }
 
 /// Registers every function of this crate in `ctx`, replacing functions of the same name.

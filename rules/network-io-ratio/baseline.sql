@@ -9,6 +9,7 @@
 -- denominator is null, as SPL's division by zero is.
 CREATE OR REPLACE VIEW service_network_io AS
 SELECT
+    hour,
     key,
     bucket,
     outbound_network_io,
@@ -26,7 +27,7 @@ FROM (
     GROUP BY hour, key, bucket
 );
 
-CREATE OR REPLACE VIEW baseline_network_io_ratio AS
+CREATE OR REPLACE VIEW baseline AS
 SELECT
     key,
     exact_avg("inbound:outbound") AS "avg_inbound:outbound",
@@ -37,3 +38,15 @@ SELECT
     to_unixtime(max(bucket)) AS last_seen
 FROM service_network_io
 GROUP BY key;
+
+-- The same statistics per hour partition, as mergeable exact state.
+CREATE OR REPLACE VIEW rollup AS
+SELECT
+    to_unixtime(hour) AS hour,
+    key,
+    count(*) AS "rows",
+    to_unixtime(max(bucket)) AS last_seen,
+    exact_moments("inbound:outbound") AS inbound_outbound,
+    exact_moments("outbound:inbound") AS outbound_inbound
+FROM service_network_io
+GROUP BY hour, key;
