@@ -1,7 +1,8 @@
-//! Backtest: replays ESCU's hourly detection schedule over a labelled store and scores the
-//! findings against the labels, per rule and per scenario.
+//! Backtest: replays the hourly detection schedule over a labelled store and scores each rule
+//! as `detection-scoring.md` says the judging does: precision, window recall, F1, attacks found
+//! and false alerts per day, with the false positives attributed to benign events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -10,28 +11,56 @@ use crate::finding::Finding;
 use crate::generate::{Label, Labels};
 use crate::time::{Window, rfc3339};
 
-/// A detection window must overlap a scenario this long for a miss to count against a rule:
-/// ten minutes hold sixty 10 s buckets, ten times what persistence needs.
-pub const MIN_OVERLAP: Duration = Duration::minutes(10);
+/// A finding is a true positive when an attack on its pod overlaps the run's window this long.
+pub const MIN_TRUE_OVERLAP: Duration = Duration::seconds(60);
 
-/// The scenario name given to findings on pods that no label covers in that window.
+/// An (attack, run) pair is an expected window when they overlap this long (or for the whole
+/// attack, when it is shorter).
+pub const EXPECTED_OVERLAP: Duration = Duration::minutes(10);
+
+/// The name given to false positives on pods that no benign event covers in that window.
 pub const BACKGROUND: &str = "background";
 
-/// One row of the backtest table.
+/// The row of a rule's totals.
+pub const ALL: &str = "all";
+
+/// One row of the backtest table: a rule's totals (`scenario` = `all`), or its figures for one
+/// kind of attack or benign event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Score {
     pub rule: String,
     pub scenario: String,
+    pub findings: u64,
     pub true_positives: u64,
     pub false_positives: u64,
-    pub missed: u64,
+    pub expected_windows: u64,
+    pub windows_found: u64,
+    pub attacks: u64,
+    pub attacks_found: u64,
     pub precision: Option<f64>,
-    pub recall: Option<f64>,
+    pub window_recall: Option<f64>,
+    pub f1: Option<f64>,
+    pub false_alerts_per_day: Option<f64>,
 }
 
-/// Tallies of (rule, scenario) → (true positives, false positives, misses).
+/// What one rule scored, by scenario name.
+#[derive(Debug, Default, Clone)]
+struct Counts {
+    true_positives: u64,
+    false_positives: u64,
+    expected_windows: u64,
+    windows_found: u64,
+}
+
+/// The tallies of every rule over the runs scored so far.
 #[derive(Debug, Default)]
-pub struct Tally(BTreeMap<(String, String), [u64; 3]>);
+pub struct Tally {
+    counts: BTreeMap<(String, String), Counts>,
+    /// (rule, attack index) of the attacks with a true positive.
+    found: BTreeSet<(String, usize)>,
+    /// Every rule scored, even one without a finding.
+    rules: BTreeSet<String>,
+}
 
 fn scenario_name(label: &Label) -> String {
     serde_json::to_value(label.scenario)
@@ -41,11 +70,12 @@ fn scenario_name(label: &Label) -> String {
 }
 
 impl Tally {
-    fn bump(&mut self, rule: &str, scenario: String, column: usize) {
-        self.0.entry((rule.to_string(), scenario)).or_default()[column] += 1;
+    fn counts(&mut self, rule: &str, scenario: String) -> &mut Counts {
+        self.counts.entry((rule.to_string(), scenario)).or_default()
     }
 
-    /// Scores one scheduled run of `rules` over `window` that reported `findings`.
+    /// Scores one scheduled run of `rules` over `window` that reported `findings`. A finding
+    /// counts once per (rule, cluster, pod).
     pub fn score(
         &mut self,
         labels: &Labels,
@@ -53,69 +83,122 @@ impl Tally {
         window: &Window,
         findings: &[Finding],
     ) {
-        let active: Vec<&Label> = labels
+        let active: Vec<(usize, &Label)> = labels
             .scenarios
             .iter()
-            .filter(|l| l.overlap(window) > Duration::zero())
+            .enumerate()
+            .filter(|(_, l)| l.overlap(window) > Duration::zero())
             .collect();
-        for finding in findings {
-            let on_pod = active
+        for rule in rules {
+            self.rules.insert(rule.clone());
+            let pods: BTreeSet<(&str, &str)> = findings
                 .iter()
-                .filter(|l| l.cluster == finding.cluster && l.pod == finding.pod);
-            let mut expected = None;
-            let mut other = None;
-            for label in on_pod {
-                if label.attack {
-                    expected = Some(*label);
-                } else {
-                    other = Some(*label);
-                }
-            }
-            match (expected, other) {
-                (Some(label), _) => self.bump(&finding.rule, scenario_name(label), 0),
-                (None, Some(label)) => self.bump(&finding.rule, scenario_name(label), 1),
-                (None, None) => self.bump(&finding.rule, BACKGROUND.to_string(), 1),
-            }
-        }
-        for label in active {
-            for rule in rules {
-                if !label.attack || label.overlap(window) < MIN_OVERLAP {
+                .filter(|f| f.rule == *rule)
+                .map(|f| (f.cluster.as_str(), f.pod.as_str()))
+                .collect();
+            for (cluster, pod) in &pods {
+                let on_pod = || {
+                    active
+                        .iter()
+                        .filter(move |(_, l)| l.cluster == *cluster && l.pod == *pod)
+                };
+                let attacks: Vec<&(usize, &Label)> = on_pod()
+                    .filter(|(_, l)| l.attack && l.overlap(window) >= MIN_TRUE_OVERLAP)
+                    .collect();
+                if let Some((_, first)) = attacks.first() {
+                    self.counts(rule, scenario_name(first)).true_positives += 1;
+                    for (index, _) in &attacks {
+                        self.found.insert((rule.clone(), *index));
+                    }
                     continue;
                 }
-                let found = findings
-                    .iter()
-                    .any(|f| f.rule == *rule && f.cluster == label.cluster && f.pod == label.pod);
-                if !found {
-                    self.bump(rule, scenario_name(label), 2);
+                let benign = on_pod().find(|(_, l)| !l.attack);
+                let name = benign.map_or(BACKGROUND.to_string(), |(_, l)| scenario_name(l));
+                self.counts(rule, name).false_positives += 1;
+            }
+            for (_, label) in active.iter().filter(|(_, l)| l.attack) {
+                let length = label.end - label.start;
+                if label.overlap(window) < EXPECTED_OVERLAP.min(length) {
+                    continue;
                 }
+                let found = pods.contains(&(label.cluster.as_str(), label.pod.as_str()));
+                let counts = self.counts(rule, scenario_name(label));
+                counts.expected_windows += 1;
+                counts.windows_found += u64::from(found);
             }
         }
     }
 
-    /// One row per (rule, scenario), then one `all` row per rule.
-    pub fn scores(&self) -> Vec<Score> {
-        let row = |rule: &str, scenario: &str, [tp, fp, missed]: [u64; 3]| Score {
-            rule: rule.to_string(),
-            scenario: scenario.to_string(),
-            true_positives: tp,
-            false_positives: fp,
-            missed,
-            precision: (tp + fp > 0).then(|| tp as f64 / (tp + fp) as f64),
-            recall: (tp + missed > 0).then(|| tp as f64 / (tp + missed) as f64),
-        };
+    /// One row per rule and scenario, then each rule's `all` row; `test_days` turns false
+    /// positives into false alerts per day.
+    pub fn scores(&self, labels: &Labels, test_days: f64) -> Vec<Score> {
+        let attacks: Vec<(usize, &Label)> = labels
+            .scenarios
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.attack)
+            .collect();
         let mut rows = Vec::new();
-        let mut totals: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
-        for ((rule, scenario), counts) in &self.0 {
-            rows.push(row(rule, scenario, *counts));
-            let total = totals.entry(rule).or_default();
-            for (t, c) in total.iter_mut().zip(counts) {
-                *t += c;
+        for rule in &self.rules {
+            let mut total = Counts::default();
+            for ((r, scenario), counts) in &self.counts {
+                if r != rule {
+                    continue;
+                }
+                let of_kind: Vec<usize> = attacks
+                    .iter()
+                    .filter(|(_, l)| scenario_name(l) == *scenario)
+                    .map(|(i, _)| *i)
+                    .collect();
+                rows.push(self.row(rule, scenario, counts, &of_kind, test_days));
+                total.true_positives += counts.true_positives;
+                total.false_positives += counts.false_positives;
+                total.expected_windows += counts.expected_windows;
+                total.windows_found += counts.windows_found;
             }
-        }
-        for (rule, counts) in totals {
-            rows.push(row(rule, "all", counts));
+            let all: Vec<usize> = attacks.iter().map(|(i, _)| *i).collect();
+            rows.push(self.row(rule, ALL, &total, &all, test_days));
         }
         rows
+    }
+
+    fn row(
+        &self,
+        rule: &str,
+        scenario: &str,
+        counts: &Counts,
+        attacks: &[usize],
+        test_days: f64,
+    ) -> Score {
+        let findings = counts.true_positives + counts.false_positives;
+        let precision = (findings > 0).then(|| counts.true_positives as f64 / findings as f64);
+        let window_recall = (counts.expected_windows > 0)
+            .then(|| counts.windows_found as f64 / counts.expected_windows as f64);
+        let f1 = match (precision, window_recall) {
+            (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
+            (Some(_), Some(_)) => Some(0.0),
+            _ => None,
+        };
+        let attacks_found = attacks
+            .iter()
+            .filter(|i| self.found.contains(&(rule.to_string(), **i)))
+            .count() as u64;
+        Score {
+            rule: rule.to_string(),
+            scenario: scenario.to_string(),
+            findings,
+            true_positives: counts.true_positives,
+            false_positives: counts.false_positives,
+            expected_windows: counts.expected_windows,
+            windows_found: counts.windows_found,
+            attacks: attacks.len() as u64,
+            attacks_found,
+            precision,
+            window_recall,
+            f1,
+            false_alerts_per_day: (test_days > 0.0)
+                .then(|| counts.false_positives as f64 / test_days),
+        }
     }
 }
 
@@ -231,26 +314,43 @@ mod tests {
                 finding("network-io-ratio", "z"),
             ],
         );
-        let scores = tally.scores();
+        let scores = tally.scores(&labels, 1.0);
         let get = |rule: &str, scenario: &str| {
-            let s = scores
+            scores
                 .iter()
                 .find(|s| s.rule == rule && s.scenario == scenario)
-                .unwrap();
-            (s.true_positives, s.false_positives, s.missed)
+                .unwrap_or_else(|| panic!("no {rule} {scenario} in {scores:?}"))
+                .clone()
         };
-        assert_eq!(get("network-io", "exfiltration"), (1, 0, 0));
-        assert_eq!(get("network-io", "burst"), (0, 1, 0));
-        // Missed by the ratio rule; the ratio flip overlaps only 5 minutes, below MIN_OVERLAP.
-        assert_eq!(get("network-io-ratio", "exfiltration"), (0, 0, 1));
+        let exfiltration = get("network-io", "exfiltration");
+        assert_eq!(
+            (
+                exfiltration.true_positives,
+                exfiltration.expected_windows,
+                exfiltration.windows_found
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(get("network-io", "burst").false_positives, 1);
+        // The ratio flip overlaps 5 minutes: enough for a true positive, below an expected window.
         assert!(!scores.iter().any(|s| s.scenario == "ratio-flip"));
-        assert_eq!(get("network-io-ratio", "background"), (0, 1, 0));
-        assert_eq!(get("network-io", "all"), (1, 1, 0));
-        let all = scores
-            .iter()
-            .find(|s| s.rule == "network-io" && s.scenario == "all")
-            .unwrap();
-        assert_eq!((all.precision, all.recall), (Some(0.5), Some(1.0)));
+        let missed = get("network-io-ratio", "exfiltration");
+        assert_eq!((missed.expected_windows, missed.windows_found), (1, 0));
+        assert_eq!(get("network-io-ratio", "background").false_positives, 1);
+        let all = get("network-io", "all");
+        assert_eq!(
+            (all.findings, all.true_positives, all.false_positives),
+            (2, 1, 1)
+        );
+        assert_eq!((all.precision, all.window_recall), (Some(0.5), Some(1.0)));
+        assert_eq!(all.f1, Some(2.0 * 0.5 / 1.5));
+        assert_eq!((all.attacks, all.attacks_found), (2, 1));
+        assert_eq!(all.false_alerts_per_day, Some(1.0));
+        let ratio = get("network-io-ratio", "all");
+        assert_eq!(
+            (ratio.precision, ratio.window_recall, ratio.f1),
+            (Some(0.0), Some(0.0), Some(0.0))
+        );
     }
 
     #[test]

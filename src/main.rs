@@ -615,20 +615,22 @@ async fn eval(args: EvalArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
         let findings = iodrift::finding::collect(&session, &rules, None).await?;
         tally.score(&labels, &names, &window, &findings);
     }
-    let batch = scores_batch(&tally.scores())?;
+    let test_days = (to - from).num_seconds() as f64 / 86_400.0;
+    let batch = scores_batch(&tally.scores(&labels, test_days))?;
     write_batches(&mut Stdout::lock(), &[batch], args.format)
 }
 
 fn scores_batch(scores: &[iodrift::eval::Score]) -> Result<RecordBatch> {
     use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
+    use iodrift::eval::Score;
     use std::sync::Arc;
-    let text = |f: fn(&iodrift::eval::Score) -> &str| -> ArrayRef {
+    let text = |f: fn(&Score) -> &str| -> ArrayRef {
         Arc::new(scores.iter().map(|s| Some(f(s))).collect::<StringArray>())
     };
-    let count = |f: fn(&iodrift::eval::Score) -> u64| -> ArrayRef {
+    let count = |f: fn(&Score) -> u64| -> ArrayRef {
         Arc::new(scores.iter().map(f).collect::<UInt64Array>())
     };
-    let share = |f: fn(&iodrift::eval::Score) -> Option<f64>| -> ArrayRef {
+    let share = |f: fn(&Score) -> Option<f64>| -> ArrayRef {
         Arc::new(
             scores
                 .iter()
@@ -639,11 +641,17 @@ fn scores_batch(scores: &[iodrift::eval::Score]) -> Result<RecordBatch> {
     RecordBatch::try_from_iter([
         ("rule", text(|s| &s.rule)),
         ("scenario", text(|s| &s.scenario)),
+        ("findings", count(|s| s.findings)),
         ("true_positives", count(|s| s.true_positives)),
         ("false_positives", count(|s| s.false_positives)),
-        ("missed", count(|s| s.missed)),
+        ("expected_windows", count(|s| s.expected_windows)),
+        ("windows_found", count(|s| s.windows_found)),
+        ("attacks", count(|s| s.attacks)),
+        ("attacks_found", count(|s| s.attacks_found)),
         ("precision", share(|s| s.precision)),
-        ("recall", share(|s| s.recall)),
+        ("window_recall", share(|s| s.window_recall)),
+        ("f1", share(|s| s.f1)),
+        ("false_alerts_per_day", share(|s| s.false_alerts_per_day)),
     ])
     .map_err(|e| Error::query("eval scores")(e.into()))
 }
