@@ -312,7 +312,8 @@ pub struct EvalArgs {
     /// The labels file written by `iodrift generate` (`<store>.labels.json`).
     #[arg(long, value_name = "FILE")]
     pub labels: String,
-    /// Lookups to detect against; default: both baselines computed over the labels' first day.
+    /// Baselines to detect against; default: every chosen rule's, computed from the store's
+    /// training days (from the labels' start to --from).
     #[arg(long, value_name = "DIR")]
     pub baselines: Option<String>,
     /// The rules to run, by name, comma-separated; `all` for every rule.
@@ -323,7 +324,8 @@ pub struct EvalArgs {
         value_delimiter = ','
     )]
     pub rule: Vec<String>,
-    /// First hourly run is the first hour after this (default: one day after the labels' start).
+    /// Where the test days start: the first hourly run is the hour after it (default: two days
+    /// before the labels' end for a store of three days or more, else one day after its start).
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub from: Option<String>,
     /// Last hourly run (default: the labels' end).

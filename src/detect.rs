@@ -2,8 +2,9 @@
 //! location, after the user's filter. One session serves every rule of a detection.
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::common::TableReference;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::finding;
 use crate::location::Location;
 use crate::rule::{Rule, Rules};
@@ -40,6 +41,29 @@ impl Detection {
     /// The session the detection runs in: its scan says what the window read.
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// For each of `rules` that declares an `unscored` view, how many rows it holds in the
+    /// window: what the rule could not score (workloads with too little history).
+    pub async fn unscored(&self, rules: &[Rule]) -> Result<Vec<(String, usize)>> {
+        let mut counts = Vec::new();
+        for rule in rules {
+            let Some(view) = &rule.unscored else {
+                continue;
+            };
+            let context = || Error::query(format!("count {}.{view}", rule.namespace));
+            let frame = self
+                .session
+                .ctx
+                .table(TableReference::partial(
+                    rule.namespace.as_str(),
+                    view.as_str(),
+                ))
+                .await
+                .map_err(context())?;
+            counts.push((rule.name.clone(), frame.count().await.map_err(context())?));
+        }
+        Ok(counts)
     }
 
     /// The findings of `rules` that pass `filter`, in the findings' order.

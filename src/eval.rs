@@ -202,6 +202,16 @@ impl Tally {
     }
 }
 
+/// Where the test days start when the user does not say: the last two days of a store of three
+/// days or more (the earlier ones train the baselines), else the end of its first day.
+pub fn default_test_start(labels: &Labels) -> Option<DateTime<Utc>> {
+    if labels.end - labels.start >= Duration::days(3) {
+        labels.end.checked_sub_signed(Duration::days(2))
+    } else {
+        labels.start.checked_add_signed(Duration::days(1))
+    }
+}
+
 /// The `now` of every hourly run (minute 0, ESCU's `0 * * * *`) in `(from, to]`.
 pub fn schedule(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
     let hour = Duration::hours(1);

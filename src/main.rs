@@ -253,6 +253,11 @@ async fn detect(args: DetectArgs, rules: &RulesArg, s3: &S3Options) -> Result<()
         rfc3339(window.earliest),
         rfc3339(window.latest)
     );
+    for (rule, unscored) in detection.unscored(&rules).await? {
+        if unscored > 0 {
+            eprintln!("{rule}: {unscored} workloads with too little history, not scored");
+        }
+    }
     Ok(())
 }
 
@@ -565,9 +570,7 @@ async fn eval(args: EvalArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
     let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
     let from = match &args.from {
         Some(t) => resolve(t, Utc::now(), "--from")?,
-        None => labels
-            .start
-            .checked_add_signed(chrono::Duration::days(1))
+        None => iodrift::eval::default_test_start(&labels)
             .ok_or_else(|| Error::Usage(format!("labels {}: start out of range", args.labels)))?,
     };
     let to = match &args.to {

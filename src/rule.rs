@@ -63,6 +63,9 @@ pub struct RuleSpec {
     pub mitre_attack_id: String,
     /// How many anomalous buckets a pod needs in a window for a finding.
     pub min_buckets: i64,
+    /// A view of the rule listing what it could not score in the window (too little history):
+    /// `detect` counts its rows in its summary.
+    pub unscored: Option<String>,
     /// The baseline tables the rule writes and reads.
     pub tables: Vec<Arc<Table>>,
     /// The default schedule of its jobs.
@@ -227,6 +230,8 @@ struct RiskFile {
 #[serde(deny_unknown_fields)]
 struct DetectionFile {
     min_buckets: i64,
+    #[serde(default)]
+    unscored: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -575,6 +580,7 @@ impl Rule {
             risk_message: file.risk.message,
             mitre_attack_id: file.risk.mitre_attack_ids.join(","),
             min_buckets: file.detection.min_buckets,
+            unscored: file.detection.unscored,
             tables,
             schedule: file.schedule,
             digest,

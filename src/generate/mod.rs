@@ -1,5 +1,5 @@
-//! `iodrift generate`: a synthetic cluster written straight into the store layout, with attack
-//! scenarios listed in a labels file beside the store. Deterministic for a seed.
+//! `iodrift generate`: a synthetic cluster written straight into the store layout, with attacks
+//! and benign changes listed in a labels file beside the store. Deterministic for a seed.
 
 mod names;
 mod topology;
@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::store::{self, NETWORK_IO_METRIC};
 use crate::time::Window;
-pub use topology::{Cluster, Pod, Workload};
+pub use topology::{Cluster, Event, Pod, Workload};
 pub use traffic::ScenarioKind;
 use traffic::{Injection, SCRAPE_MS};
 
@@ -228,9 +228,11 @@ pub fn generate(spec: &Spec, out: &Location, runtime: &Handle) -> Result<Summary
     })
 }
 
-/// Injections per cluster and pod: random ones over the whole range (after the first day, which
-/// stays clean for a first baseline), about one of each kind per 100 Deployment pods and day,
-/// and one of each kind in ESCU's last detection window so the store's last hour has findings.
+/// Injections per cluster and pod: the load of the topology's scale events, the periodic work
+/// of the history (nightly backups, refreshes every four hours), random scenarios over the
+/// whole range (after the first day, which stays clean for a first baseline), about one of each
+/// kind per 100 Deployment pods and day, and one of several kinds in ESCU's last detection
+/// window so the store's last hour has findings.
 fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x5CE7_A210);
     let mut plan: Vec<Vec<Vec<Injection>>> = clusters
@@ -243,29 +245,113 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
     } else {
         start
     };
-    let mut place = |kind: ScenarioKind, during: std::ops::Range<i64>, rng: &mut ChaCha8Rng| {
-        let cluster = rng.random_range(0..clusters.len());
-        let candidates: Vec<usize> = clusters[cluster]
+    for (cluster, pods) in clusters.iter().zip(plan.iter_mut()) {
+        let index: HashMap<&str, usize> = cluster
             .pods
             .iter()
             .enumerate()
-            .filter(|(i, p)| {
-                p.workload == Workload::Deployment
-                    && p.alive.start <= during.start
-                    && p.alive.end >= during.end
-                    && plan[cluster][*i].is_empty()
-                    && (kind != ScenarioKind::RatioFlip || {
-                        let ratio = p.profile.transmit_bps / p.profile.receive_bps;
-                        !(0.4..=2.5).contains(&ratio)
-                    })
-            })
-            .map(|(i, _)| i)
+            .map(|(i, p)| (p.name.as_str(), i))
             .collect();
-        if candidates.is_empty() {
-            return;
+        for event in &cluster.events {
+            for (pod, factor) in &event.load {
+                if let Some(&i) = index.get(pod.as_str()) {
+                    pods[i].push(Injection::load(event.kind, event.during.clone(), *factor));
+                }
+            }
         }
-        let pod = candidates[rng.random_range(0..candidates.len())];
-        plan[cluster][pod].push(Injection::new(kind, during, rng));
+        periodic_work(cluster, pods, start, end, &mut rng);
+    }
+    let mut place = |kind: ScenarioKind, during: std::ops::Range<i64>, rng: &mut ChaCha8Rng| {
+        let cluster = rng.random_range(0..clusters.len());
+        let pods = &clusters[cluster].pods;
+        let free = |i: usize| plan[cluster][i].is_empty();
+        match kind {
+            ScenarioKind::Surge => {
+                // Every replica of one Deployment that has two or more through the stretch.
+                let mut workloads: Vec<&str> = pods
+                    .iter()
+                    .filter(|p| p.workload == Workload::Deployment)
+                    .map(|p| iodrift_udfs::workload_name(&p.name, ""))
+                    .collect();
+                workloads.sort_unstable();
+                workloads.dedup();
+                let members = |w: &str| -> Vec<usize> {
+                    (0..pods.len())
+                        .filter(|&i| {
+                            iodrift_udfs::workload_name(&pods[i].name, "") == w
+                                && pods[i].workload == Workload::Deployment
+                                && pods[i].alive.start < during.end
+                                && pods[i].alive.end > during.start
+                        })
+                        .collect()
+                };
+                let eligible: Vec<Vec<usize>> = workloads
+                    .iter()
+                    .map(|w| members(w))
+                    .filter(|m| m.len() >= 2)
+                    .collect();
+                if eligible.is_empty() {
+                    return;
+                }
+                let chosen = &eligible[rng.random_range(0..eligible.len())];
+                let surge = Injection::new(kind, during.clone(), rng);
+                for &i in chosen {
+                    plan[cluster][i].push(surge.clone());
+                }
+            }
+            ScenarioKind::JobExfiltration => {
+                let candidates: Vec<usize> = (0..pods.len())
+                    .filter(|&i| {
+                        pods[i].workload == Workload::CronJob
+                            && pods[i].alive.start >= during.start
+                            && pods[i].alive.end <= during.end
+                            && free(i)
+                    })
+                    .collect();
+                if let Some(&i) = candidates.get(rng.random_range(0..candidates.len().max(1))) {
+                    let alive = pods[i].alive.clone();
+                    plan[cluster][i].push(Injection::new(kind, alive, rng));
+                }
+            }
+            ScenarioKind::NewPodExfiltration => {
+                // A Deployment pod created (by a rollout, a scale-out or a drain) in the stretch,
+                // with two hours of life; the exfiltration starts 1 to 20 minutes after it.
+                let candidates: Vec<usize> = (0..pods.len())
+                    .filter(|&i| {
+                        pods[i].workload == Workload::Deployment
+                            && during.contains(&pods[i].alive.start)
+                            && pods[i].alive.end - pods[i].alive.start >= 2 * HOUR_MS
+                            && free(i)
+                    })
+                    .collect();
+                if let Some(&i) = candidates.get(rng.random_range(0..candidates.len().max(1))) {
+                    let begin = pods[i].alive.start + rng.random_range(60_000..1_200_000);
+                    let length = rng.random_range(kind.minutes()) * 60_000;
+                    let during = begin..(begin + length).min(pods[i].alive.end);
+                    plan[cluster][i].push(Injection::new(kind, during, rng));
+                }
+            }
+            _ => {
+                let candidates: Vec<usize> = (0..pods.len())
+                    .filter(|&i| {
+                        let p = &pods[i];
+                        p.workload != Workload::CronJob
+                            && p.alive.start <= during.start
+                            && p.alive.end >= during.end
+                            && free(i)
+                            && (kind != ScenarioKind::RatioFlip || {
+                                let ratio = p.profile.transmit_bps / p.profile.receive_bps;
+                                !(0.4..=2.5).contains(&ratio)
+                            })
+                    })
+                    .collect();
+                if candidates.is_empty() {
+                    return;
+                }
+                let pod = candidates[rng.random_range(0..candidates.len())];
+                plan[cluster][pod].push(Injection::new(kind, during, rng));
+            }
+        }
     };
     let deployment_pods: usize = clusters
         .iter()
@@ -278,10 +364,15 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
         .sum();
     let days = f64::from(spec.hours) / 24.0;
     let per_kind = (deployment_pods as f64 * days / 100.0).floor() as usize;
-    for kind in ScenarioKind::ALL {
+    for kind in ScenarioKind::PLACED {
         for _ in 0..per_kind {
-            let minutes = rng.random_range(kind.minutes());
-            let latest_start = end - minutes * 60_000;
+            let minutes = match kind {
+                // Candidates are the pods that start (or run) in a stretch of six hours.
+                ScenarioKind::JobExfiltration | ScenarioKind::NewPodExfiltration => 360..361,
+                _ => kind.minutes(),
+            };
+            let minutes = rng.random_range(minutes);
+            let latest_start = end - minutes * 60_000 - 2 * HOUR_MS;
             if latest_start <= clean_until {
                 break;
             }
@@ -298,7 +389,19 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
                 window_start - 20 * 60_000..window_end,
             ),
             (ScenarioKind::RatioFlip, window_start - 10 * 60_000..end),
+            (
+                ScenarioKind::SlowExfiltration,
+                window_start + 15 * 60_000..window_end,
+            ),
+            (
+                ScenarioKind::Beaconing,
+                window_start + 5 * 60_000..window_end - 5 * 60_000,
+            ),
             (ScenarioKind::Burst, window_start..window_end),
+            (
+                ScenarioKind::Surge,
+                window_start + 10 * 60_000..window_end - 10 * 60_000,
+            ),
         ] {
             place(kind, during, &mut rng);
         }
@@ -306,31 +409,110 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
     plan
 }
 
+/// The work that the history shows every day: a nightly backup of each cluster's primary
+/// database pod (`postgres-0`) at about 01:30, and a refresh every four hours of the `search`
+/// Deployment's replicas (or the first Deployment's, without one).
+fn periodic_work(
+    cluster: &Cluster,
+    plan: &mut [Vec<Injection>],
+    start: i64,
+    end: i64,
+    rng: &mut ChaCha8Rng,
+) {
+    let first_day = start.div_euclid(24 * HOUR_MS) * 24 * HOUR_MS;
+    if let Some(primary) = cluster.pods.iter().position(|p| p.name == "postgres-0") {
+        let mut day = first_day;
+        while day < end {
+            let begin = day + 90 * 60_000 + rng.random_range(0..600_000);
+            let minutes = rng.random_range(ScenarioKind::Backup.minutes());
+            let during = begin..begin + minutes * 60_000;
+            plan[primary].push(Injection::new(ScenarioKind::Backup, during, rng));
+            day += 24 * HOUR_MS;
+        }
+    }
+    let deployment = |p: &&Pod| p.workload == Workload::Deployment;
+    let refreshed = cluster
+        .pods
+        .iter()
+        .filter(deployment)
+        .map(|p| iodrift_udfs::workload_name(&p.name, ""))
+        .find(|w| *w == "search")
+        .or_else(|| {
+            cluster
+                .pods
+                .iter()
+                .find(deployment)
+                .map(|p| iodrift_udfs::workload_name(&p.name, ""))
+        });
+    let Some(refreshed) = refreshed else {
+        return;
+    };
+    let mut at = first_day + 15 * 60_000;
+    while at < end {
+        let minutes = rng.random_range(ScenarioKind::Refresh.minutes());
+        let refresh = Injection::new(ScenarioKind::Refresh, at..at + minutes * 60_000, rng);
+        for (i, pod) in cluster.pods.iter().enumerate() {
+            if deployment(&pod)
+                && iodrift_udfs::workload_name(&pod.name, "") == refreshed
+                && pod.alive.start < refresh.during.end
+                && pod.alive.end > refresh.during.start
+            {
+                plan[i].push(refresh.clone());
+            }
+        }
+        at += 4 * HOUR_MS;
+    }
+}
+
 fn labels(spec: &Spec, clusters: &[Cluster], plan: &[Vec<Vec<Injection>>]) -> Labels {
     let at = |ms: i64| Utc.timestamp_millis_opt(ms).single().expect("in range");
+    let (start, end) = (spec.start_ms(), spec.end_ms());
     let mut scenarios = Vec::new();
+    let mut label =
+        |cluster: &Cluster, pod: &Pod, kind: ScenarioKind, during: &std::ops::Range<i64>| {
+            let (from, to) = (during.start.max(start), during.end.min(end));
+            if from >= to {
+                return;
+            }
+            scenarios.push(Label {
+                scenario: kind,
+                cluster: cluster.name.clone(),
+                namespace: pod.namespace.to_string(),
+                node: cluster.nodes[pod.node].clone(),
+                pod: pod.name.clone(),
+                service: iodrift_udfs::service_name(&pod.name).into_owned(),
+                start: at(from),
+                end: at(to),
+                attack: kind.is_attack(),
+            });
+        };
     for (cluster, pods) in clusters.iter().zip(plan) {
         for (pod, injections) in cluster.pods.iter().zip(pods) {
-            for injection in injections {
-                scenarios.push(Label {
-                    scenario: injection.kind,
-                    cluster: cluster.name.clone(),
-                    namespace: pod.namespace.to_string(),
-                    node: cluster.nodes[pod.node].clone(),
-                    pod: pod.name.clone(),
-                    service: iodrift_udfs::service_name(&pod.name).into_owned(),
-                    start: at(injection.during.start),
-                    end: at(injection.during.end),
-                    attack: injection.kind.is_attack(),
-                });
+            // A scale event's load is labelled with its event, below.
+            for injection in injections
+                .iter()
+                .filter(|i| !matches!(i.kind, ScenarioKind::ScaleOut | ScenarioKind::ScaleIn))
+            {
+                label(cluster, pod, injection.kind, &injection.during);
+            }
+        }
+        let by_name: HashMap<&str, &Pod> =
+            cluster.pods.iter().map(|p| (p.name.as_str(), p)).collect();
+        for event in &cluster.events {
+            for name in &event.pods {
+                if let Some(pod) = by_name.get(name.as_str()) {
+                    label(cluster, pod, event.kind, &event.during);
+                }
             }
         }
     }
-    scenarios.sort_by(|a, b| (&a.start, &a.cluster, &a.pod).cmp(&(&b.start, &b.cluster, &b.pod)));
+    scenarios.sort_by(|a, b| {
+        (&a.start, &a.cluster, &a.pod, a.scenario).cmp(&(&b.start, &b.cluster, &b.pod, b.scenario))
+    });
     Labels {
         seed: spec.seed,
-        start: at(spec.start_ms()),
-        end: at(spec.end_ms()),
+        start: at(start),
+        end: at(end),
         clusters: clusters.iter().map(|c| c.name.clone()).collect(),
         pods: clusters.iter().map(|c| c.pods.len()).sum(),
         scenarios,

@@ -7,6 +7,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::names::{cron_job, deployment_pod, generate_name, pod_template_hash, random_suffix};
+use super::traffic::ScenarioKind;
 use super::{HOUR_MS, Spec};
 
 const SERVICE_NAMES: [(&str, &str); 20] = [
@@ -66,6 +67,8 @@ pub struct Profile {
     /// Standard deviation of the log-normal noise of each point.
     pub noise: f64,
     pub memory_bytes: f64,
+    /// Pareto shape of the occasional spikes of a heavy-tailed workload (0: none).
+    pub tail: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +95,18 @@ pub struct Cluster {
     pub nodes: Vec<String>,
     /// Sorted by name, as rows are written.
     pub pods: Vec<Pod>,
+    /// The benign changes of the topology (rollouts, scale events, drains, heavy tails).
+    pub events: Vec<Event>,
+}
+
+/// A benign change of the topology: the pods it labels over `during`, and the load factor it
+/// puts on pods that keep running (a scale event spreads or concentrates the load).
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: ScenarioKind,
+    pub during: Range<i64>,
+    pub pods: Vec<String>,
+    pub load: Vec<(String, f64)>,
 }
 
 const ETH0: &[&str] = &["eth0"];
@@ -111,6 +126,7 @@ struct Builder<'a> {
     cluster: usize,
     nodes: Vec<String>,
     pods: Vec<Pod>,
+    events: Vec<Event>,
 }
 
 impl Builder<'_> {
@@ -131,6 +147,7 @@ impl Builder<'_> {
             peak_hour: self.rng.random_range(0.0..24.0),
             noise: self.rng.random_range(0.08..0.3),
             memory_bytes: log_uniform(&mut self.rng, 5e7, 2e9),
+            tail: 0.0,
         }
     }
 
@@ -148,6 +165,24 @@ impl Builder<'_> {
             offset_ms: self.rng.random_range(0..10_000),
         };
         self.pods.push(pod);
+    }
+
+    /// A random stretch of `minutes` inside `span` and the store's `[start, end)`, after the
+    /// first day (kept clean for a first baseline), if one fits.
+    fn stretch(
+        &mut self,
+        span: &Range<i64>,
+        start: i64,
+        end: i64,
+        minutes: Range<i64>,
+    ) -> Option<Range<i64>> {
+        let length = self.rng.random_range(minutes) * 60_000;
+        let first = span.start.max(start + 24 * HOUR_MS);
+        let last = span.end.min(end) - length;
+        (first < last).then(|| {
+            let begin = self.rng.random_range(first..last) / 1000 * 1000;
+            begin..begin + length
+        })
     }
 
     fn random_node(&mut self) -> usize {
@@ -183,9 +218,21 @@ impl Builder<'_> {
             times.sort_unstable();
             cuts.extend(times);
             cuts.push(i64::MAX / 4);
+            let template = Template {
+                namespace,
+                workload: Workload::Deployment,
+                profile: Profile {
+                    // One Deployment in twenty is heavy-tailed.
+                    tail: if i % 20 == 5 { 1.5 } else { 0.0 },
+                    ..profile
+                },
+                interfaces,
+            };
+            let replicas = self.spec.replicas.max(1) as i64;
             for (revision, span) in cuts.windows(2).enumerate() {
                 let hash = revision_hash(&mut self.rng, revision == 0);
-                for replica in 0..self.spec.replicas.max(1) as i64 {
+                let mut revision_pods = Vec::new();
+                for replica in 0..replicas {
                     // Pods of a rollout are replaced one by one, 20 s apart.
                     let stagger = replica * 20_000;
                     let begin = if revision == 0 {
@@ -200,18 +247,158 @@ impl Builder<'_> {
                     };
                     let pod = deployment_pod(&name, &hash, &mut self.rng);
                     let node = self.random_node();
+                    revision_pods.push(pod.clone());
+                    self.push(&template, pod, node, begin..finish);
+                }
+                if revision > 0 {
+                    self.events.push(Event {
+                        kind: ScenarioKind::Rollout,
+                        during: span[0]..span[0] + HOUR_MS,
+                        pods: revision_pods.clone(),
+                        load: vec![],
+                    });
+                }
+                if template.profile.tail > 0.0 {
+                    self.events.push(Event {
+                        kind: ScenarioKind::HeavyTail,
+                        during: span[0].max(start)..span[1].min(end),
+                        pods: revision_pods.clone(),
+                        load: vec![],
+                    });
+                }
+                self.scale_events(
+                    &template,
+                    &name,
+                    &hash,
+                    &revision_pods,
+                    span[0]..span[1],
+                    start,
+                    end,
+                    days,
+                );
+            }
+        }
+    }
+
+    /// A revision's scale-outs (as many replicas again, for one to three hours) and scale-ins
+    /// (one replica fewer, replaced when the load returns), about one of each a week.
+    #[allow(clippy::too_many_arguments)]
+    fn scale_events(
+        &mut self,
+        template: &Template,
+        deployment: &str,
+        hash: &str,
+        pods: &[String],
+        span: Range<i64>,
+        start: i64,
+        end: i64,
+        days: f64,
+    ) {
+        let n = pods.len() as f64;
+        for kind in [ScenarioKind::ScaleOut, ScenarioKind::ScaleIn] {
+            if self.rng.random_range(0.0..7.0) >= days.min(7.0)
+                || (kind == ScenarioKind::ScaleIn && pods.len() < 2)
+            {
+                continue;
+            }
+            let Some(during) = self.stretch(&span, start, end, kind.minutes()) else {
+                continue;
+            };
+            if kind == ScenarioKind::ScaleOut {
+                let mut added = Vec::new();
+                for replica in 0..pods.len() as i64 {
+                    let pod = deployment_pod(deployment, hash, &mut self.rng);
+                    let node = self.random_node();
+                    added.push(pod.clone());
                     self.push(
-                        &Template {
-                            namespace,
-                            workload: Workload::Deployment,
-                            profile,
-                            interfaces,
-                        },
+                        template,
                         pod,
                         node,
-                        begin..finish,
+                        during.start + replica * 20_000..during.end,
                     );
                 }
+                self.events.push(Event {
+                    kind,
+                    during: during.clone(),
+                    pods: pods.iter().chain(&added).cloned().collect(),
+                    load: pods
+                        .iter()
+                        .chain(&added)
+                        .map(|p| (p.clone(), 0.5))
+                        .collect(),
+                });
+            } else {
+                let Some(gone) = self
+                    .pods
+                    .iter()
+                    .position(|p| p.name == pods[pods.len() - 1])
+                else {
+                    continue;
+                };
+                let finish = self.pods[gone].alive.end;
+                self.pods[gone].alive.end = during.start;
+                let pod = deployment_pod(deployment, hash, &mut self.rng);
+                let node = self.random_node();
+                self.push(template, pod.clone(), node, during.end..finish);
+                let remaining = &pods[..pods.len() - 1];
+                self.events.push(Event {
+                    kind,
+                    during: during.clone(),
+                    pods: remaining.iter().cloned().chain([pod]).collect(),
+                    load: remaining
+                        .iter()
+                        .map(|p| (p.clone(), n / (n - 1.0)))
+                        .collect(),
+                });
+            }
+        }
+    }
+
+    /// About one node drain every three days: the Deployment pods on a node end, and new ones
+    /// (same revision, new names) start on other nodes 30 s later.
+    fn drains(&mut self, start: i64, end: i64) {
+        let days = (end - start) as f64 / (24.0 * HOUR_MS as f64);
+        let count = (days / 3.0).floor() as usize;
+        for _ in 0..count {
+            let Some(during) = self.stretch(&(start..end), start, end, 60..61) else {
+                continue;
+            };
+            let node = self.random_node();
+            let moved: Vec<usize> = (0..self.pods.len())
+                .filter(|&i| {
+                    let pod = &self.pods[i];
+                    pod.workload == Workload::Deployment
+                        && pod.node == node
+                        && pod.alive.contains(&during.start)
+                        && pod.alive.end > during.end
+                })
+                .collect();
+            let mut replacements = Vec::new();
+            for i in moved {
+                let old = self.pods[i].clone();
+                self.pods[i].alive.end = during.start;
+                let base = &old.name[..old.name.len() - 5];
+                let name = super::names::generate_name(base, &mut self.rng);
+                let mut other = self.random_node();
+                if other == node {
+                    other = (other + 1) % self.nodes.len();
+                }
+                replacements.push(name.clone());
+                let template = Template {
+                    namespace: old.namespace,
+                    workload: old.workload,
+                    profile: old.profile,
+                    interfaces: old.interfaces,
+                };
+                self.push(&template, name, other, during.start + 30_000..old.alive.end);
+            }
+            if !replacements.is_empty() {
+                self.events.push(Event {
+                    kind: ScenarioKind::Drain,
+                    during,
+                    pods: replacements,
+                    load: vec![],
+                });
             }
         }
     }
@@ -340,18 +527,23 @@ pub fn cluster(spec: &Spec, index: usize) -> Cluster {
         cluster: index,
         nodes,
         pods: Vec::new(),
+        events: Vec::new(),
     };
     let (start, end) = (spec.start_ms(), spec.end_ms());
     builder.deployments(start, end);
     builder.daemonsets();
     builder.statefulsets();
     builder.cronjobs(start, end);
+    builder.drains(start, end);
     let mut pods = builder.pods;
     pods.retain(|p| p.alive.start < end && p.alive.end > start);
     pods.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut events = builder.events;
+    events.retain(|e| e.during.start < end && e.during.end > start);
     Cluster {
         name,
         nodes: builder.nodes,
         pods,
+        events,
     }
 }

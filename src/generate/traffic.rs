@@ -1,5 +1,5 @@
 //! What each pod moves: scrape times with per-pod offset and jitter, per-interval byte deltas
-//! with a daily cycle and log-normal noise, and the attack scenarios injected on top.
+//! with a daily cycle, log-normal noise and heavy tails, and the scenarios injected on top.
 
 use std::ops::Range;
 
@@ -15,66 +15,132 @@ pub const SCRAPE_MS: i64 = 10_000;
 const JITTER_SIGMA_MS: f64 = 700.0;
 const JITTER_LIMIT_MS: f64 = 2_500.0;
 const MISSED_SCRAPE: f64 = 0.002;
+/// The share of a heavy-tailed pod's points that spike.
+const HEAVY_TAIL_SHARE: f64 = 0.03;
 /// How far back a delta may reach over missed scrapes.
 const MAX_GAP: i64 = 6;
 
-/// The attacks the generator injects; the labels file lists each occurrence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What the generator injects: attacks, which a rule ought to report, and benign changes, which
+/// must not fire. The labels file lists each occurrence, by pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ScenarioKind {
-    /// Sustained outbound volume far above the service's usual.
+    /// Sustained outbound volume far above the pod's usual (15 to 40 times, 90 to 180 minutes).
     Exfiltration,
+    /// Low and slow: three to four times the usual outbound volume for 30 to 60 minutes.
+    SlowExfiltration,
+    /// A CronJob's Job pod sending 10 to 20 times its usual for its whole short life.
+    JobExfiltration,
+    /// Exfiltration from a pod that a rollout, a scale-out or a drain created minutes before.
+    NewPodExfiltration,
     /// Sustained inbound volume far above the usual.
     InboundFlood,
     /// Inbound and outbound swap: the ratio turns over, the volume barely moves.
     RatioFlip,
+    /// Command and control: a short outbound burst every 50 to 65 seconds for 30 to 60 minutes.
+    Beaconing,
     /// Two outbound bursts of 4 to 8 s. Jitter keeps scrapes 5 s or more apart (except where it
     /// is clamped at an hour's edge), so each burst lands in at most two scrapes: at most four
     /// anomalous buckets, which must not fire.
     Burst,
+    /// Every replica of a workload moves two to four times its usual, together.
+    Surge,
+    /// A workload gains replicas; the load spreads over them.
+    ScaleOut,
+    /// A workload loses a replica; the others take its load.
+    ScaleIn,
+    /// A Deployment's new revision: new pods, named with a new pod-template hash.
+    Rollout,
+    /// A node is drained: its Deployment pods are replaced by new ones on other nodes.
+    Drain,
+    /// A nightly backup: the primary database pod sends six to ten times its usual for 15 to 25
+    /// minutes, every night at the same time, all through the history.
+    Backup,
+    /// An index refresh every four hours: every replica of a workload receives three to five
+    /// times its usual for about ten minutes, all through the history.
+    Refresh,
+    /// A heavy-tailed but normal workload: a few of its points are many times the usual.
+    HeavyTail,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 4] = [
+    /// The kinds that random placement spreads over the store.
+    pub const PLACED: [ScenarioKind; 9] = [
         ScenarioKind::Exfiltration,
+        ScenarioKind::SlowExfiltration,
+        ScenarioKind::JobExfiltration,
+        ScenarioKind::NewPodExfiltration,
         ScenarioKind::InboundFlood,
         ScenarioKind::RatioFlip,
+        ScenarioKind::Beaconing,
         ScenarioKind::Burst,
+        ScenarioKind::Surge,
     ];
 
-    /// Whether it is an attack, which every rule ought to report; a burst too short to persist
-    /// is benign and must not fire.
+    /// Whether it is an attack, which every rule ought to report; a benign change must not fire.
     pub fn is_attack(self) -> bool {
-        !matches!(self, ScenarioKind::Burst)
+        matches!(
+            self,
+            ScenarioKind::Exfiltration
+                | ScenarioKind::SlowExfiltration
+                | ScenarioKind::JobExfiltration
+                | ScenarioKind::NewPodExfiltration
+                | ScenarioKind::InboundFlood
+                | ScenarioKind::RatioFlip
+                | ScenarioKind::Beaconing
+        )
     }
 
-    /// How long one occurrence lasts, in minutes.
+    /// How long one occurrence lasts, in minutes (a Job's exfiltration lasts the Job's life).
     pub fn minutes(self) -> Range<i64> {
         match self {
             ScenarioKind::Exfiltration => 90..180,
+            ScenarioKind::SlowExfiltration => 30..60,
+            ScenarioKind::NewPodExfiltration => 40..90,
             ScenarioKind::InboundFlood => 60..120,
             ScenarioKind::RatioFlip => 60..150,
+            ScenarioKind::Beaconing => 30..60,
             ScenarioKind::Burst => 50..60,
+            ScenarioKind::Surge => 30..90,
+            ScenarioKind::ScaleOut | ScenarioKind::ScaleIn => 60..180,
+            ScenarioKind::Backup => 15..25,
+            ScenarioKind::Refresh => 8..12,
+            ScenarioKind::JobExfiltration
+            | ScenarioKind::Rollout
+            | ScenarioKind::Drain
+            | ScenarioKind::HeavyTail => 60..61,
         }
     }
 }
 
-/// One attack on one pod.
+/// One scenario's effect on one pod's traffic.
 #[derive(Debug, Clone)]
 pub struct Injection {
     pub kind: ScenarioKind,
     pub during: Range<i64>,
+    /// What the pod's traffic is multiplied by (for beacons: the size of one beacon, in units of
+    /// an interval's usual outbound bytes).
     pub factor: f64,
     /// For bursts: the seconds that carry the extra traffic.
     pub bursts: Vec<Range<i64>>,
+    /// For beacons: the time between two.
+    pub period_ms: i64,
 }
 
 impl Injection {
     pub fn new(kind: ScenarioKind, during: Range<i64>, rng: &mut ChaCha8Rng) -> Injection {
+        let mut period_ms = 0;
         let (factor, bursts) = match kind {
-            ScenarioKind::Exfiltration => (rng.random_range(15.0..40.0), vec![]),
+            ScenarioKind::Exfiltration | ScenarioKind::NewPodExfiltration => {
+                (rng.random_range(15.0..40.0), vec![])
+            }
+            ScenarioKind::SlowExfiltration => (rng.random_range(3.0..4.0), vec![]),
+            ScenarioKind::JobExfiltration => (rng.random_range(10.0..20.0), vec![]),
             ScenarioKind::InboundFlood => (rng.random_range(20.0..60.0), vec![]),
-            ScenarioKind::RatioFlip => (1.0, vec![]),
+            ScenarioKind::Beaconing => {
+                period_ms = rng.random_range(50_000..65_000);
+                (rng.random_range(8.0..20.0), vec![])
+            }
             ScenarioKind::Burst => {
                 let span = during.end - during.start;
                 let bursts = (0..2)
@@ -86,28 +152,72 @@ impl Injection {
                     .collect();
                 (60.0, bursts)
             }
+            ScenarioKind::Surge => (rng.random_range(2.0..4.0), vec![]),
+            ScenarioKind::Backup => (rng.random_range(6.0..10.0), vec![]),
+            ScenarioKind::Refresh => (rng.random_range(3.0..5.0), vec![]),
+            ScenarioKind::RatioFlip
+            | ScenarioKind::ScaleOut
+            | ScenarioKind::ScaleIn
+            | ScenarioKind::Rollout
+            | ScenarioKind::Drain
+            | ScenarioKind::HeavyTail => (1.0, vec![]),
         };
         Injection {
             kind,
             during,
             factor,
             bursts,
+            period_ms,
         }
     }
 
-    /// Multipliers of (receive, transmit) rates at `t`.
-    fn rates(&self, t: i64, receive: f64, transmit: f64) -> (f64, f64) {
-        if !self.during.contains(&t) {
+    /// An injection that multiplies both directions by `factor` (a scale event's load share).
+    pub fn load(kind: ScenarioKind, during: Range<i64>, factor: f64) -> Injection {
+        Injection {
+            kind,
+            during,
+            factor,
+            bursts: vec![],
+            period_ms: 0,
+        }
+    }
+
+    /// The (receive, transmit) bytes of the interval `(before, at]` with this scenario applied.
+    fn apply(&self, before: i64, at: i64, receive: f64, transmit: f64) -> (f64, f64) {
+        if self.kind == ScenarioKind::Beaconing {
+            // Every beacon that starts in the interval adds its bytes to this scrape's delta.
+            let beacons = |t: i64| {
+                if t < self.during.start {
+                    0
+                } else {
+                    (t.min(self.during.end - 1) - self.during.start) / self.period_ms + 1
+                }
+            };
+            let count = (beacons(at) - beacons(before)) as f64;
+            return (receive, transmit * (1.0 + self.factor * count));
+        }
+        if !self.during.contains(&at) {
             return (receive, transmit);
         }
         match self.kind {
-            ScenarioKind::Exfiltration => (receive, transmit * self.factor),
-            ScenarioKind::InboundFlood => (receive * self.factor, transmit),
+            ScenarioKind::Exfiltration
+            | ScenarioKind::SlowExfiltration
+            | ScenarioKind::JobExfiltration
+            | ScenarioKind::NewPodExfiltration
+            | ScenarioKind::Backup => (receive, transmit * self.factor),
+            ScenarioKind::InboundFlood | ScenarioKind::Refresh => (receive * self.factor, transmit),
             ScenarioKind::RatioFlip => (transmit, receive),
-            ScenarioKind::Burst if self.bursts.iter().any(|b| b.contains(&t)) => {
+            ScenarioKind::Burst if self.bursts.iter().any(|b| b.contains(&at)) => {
                 (receive, transmit * self.factor)
             }
-            ScenarioKind::Burst => (receive, transmit),
+            ScenarioKind::Surge | ScenarioKind::ScaleOut | ScenarioKind::ScaleIn => {
+                (receive * self.factor, transmit * self.factor)
+            }
+            ScenarioKind::Burst
+            | ScenarioKind::Beaconing
+            | ScenarioKind::Rollout
+            | ScenarioKind::Drain
+            | ScenarioKind::HeavyTail => (receive, transmit),
         }
     }
 }
@@ -276,12 +386,22 @@ pub fn points(
                 pod.profile.transmit_bps * base,
             );
             for injection in injections {
-                (receive, transmit) = injection.rates(at, receive, transmit);
+                (receive, transmit) = injection.apply(before, at, receive, transmit);
+            }
+            let (mut receive, mut transmit) =
+                (receive * noise.sample(rng), transmit * noise.sample(rng));
+            if pod.profile.tail > 0.0 && rng.random::<f64>() < HEAVY_TAIL_SHARE {
+                // A Pareto spike of shape `tail`, at most 50 times the usual.
+                let spike = (1.0 - rng.random::<f64>())
+                    .powf(-1.0 / pod.profile.tail)
+                    .min(50.0);
+                receive *= spike;
+                transmit *= spike;
             }
             out.push(Point {
                 time: at,
-                receive: receive * noise.sample(rng),
-                transmit: transmit * noise.sample(rng),
+                receive,
+                transmit,
             });
         }
         k += 1;
@@ -322,6 +442,7 @@ mod tests {
                 peak_hour: 14.0,
                 noise: 0.1,
                 memory_bytes: 1e8,
+                tail: 0.0,
             },
             scale: 1.0,
             interfaces: &["eth0"],

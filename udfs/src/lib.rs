@@ -1,10 +1,11 @@
-//! DataFusion UDFs for the Splunk ESCU Kubernetes network-IO rules.
+//! DataFusion UDFs for iodrift's Kubernetes network-IO rules (the ESCU port and `drift`).
 //! Register them in any `SessionContext` with [`register_all`]; each module holds one function.
 
 mod anomaly;
 mod exact;
 mod number;
 mod service;
+mod workload;
 
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
@@ -17,6 +18,7 @@ pub use exact::{
 };
 pub use number::{format_number, round_half_away_from_zero};
 pub use service::{K8S_SERVICE_UDF_NAME, K8sService, service_name};
+pub use workload::{K8S_WORKLOAD_UDF_NAME, K8sWorkload, workload_name};
 
 /// A digest of this crate's source: results stored by an application (iodrift's hourly rollups)
 /// record it, and are recomputed when the functions that computed them have changed.
@@ -27,6 +29,7 @@ pub fn all() -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::from(K8sService::new()),
         ScalarUDF::from(AnomalyText::new()),
+        ScalarUDF::from(K8sWorkload::new()),
     ]
 }
 

@@ -1,0 +1,104 @@
+-- drift's parameters: every threshold of the rule, in one place.
+--   min_slot_spans   a pod's (or workload's) hour-of-day history is used from this many 10 s
+--                    spans on (about 2.5 days of one pod); below it the workload's is used
+--   min_spans        a workload's all-hours history is used from this many spans (about 6 hours
+--                    of one pod); below it the workload has too little history and is not scored
+--   floor_doublings  a bucket is hot only this far above (or below, for the balance) its
+--                    expected level, in doublings: 1 is twice or half the expected bytes
+--   spread_factor    ... and this many robust standard deviations ((q75 - q25) / 1.349) of its
+--                    history, and beyond the history's 1st/99th percentile
+--   min_bytes        ... and moves at least this many bytes in the bucket (the larger direction)
+--   persistence_hot  a hot bucket fires only with this many hot buckets of the same measure
+--                    within 10 minutes (60 spans; detect.sql's RANGE 590) around it
+CREATE OR REPLACE VIEW parameters AS
+SELECT
+    CAST(800 AS BIGINT) AS min_slot_spans,
+    CAST(2160 AS BIGINT) AS min_spans,
+    1.0 AS floor_doublings,
+    3.0 AS spread_factor,
+    4096.0 AS min_bytes,
+    CAST(8 AS BIGINT) AS persistence_hot;
+
+-- Each pod's 10 s bucket as three measures on a log scale: outbound and inbound bytes
+-- (log2(1 + bytes)) and their balance (log2 of outbound over inbound, each plus one), with the
+-- pod's workload (k8s_workload: Kubernetes' naming rules on the pod and node names).
+CREATE OR REPLACE VIEW levels AS
+SELECT
+    p.cluster,
+    p.node,
+    p.pod,
+    p.service,
+    k8s_workload(p.pod, p.node) AS workload,
+    p.bucket,
+    m.measure,
+    CASE m.measure
+        WHEN 'outbound_network_io' THEN log2(1 + greatest(p.outbound_network_io, 0))
+        WHEN 'inbound_network_io' THEN log2(1 + greatest(p.inbound_network_io, 0))
+        ELSE log2(1 + greatest(p.outbound_network_io, 0)) - log2(1 + greatest(p.inbound_network_io, 0))
+    END AS level,
+    greatest(p.outbound_network_io, p.inbound_network_io) AS bytes,
+    CASE m.measure
+        WHEN 'outbound_network_io' THEN p.outbound_network_io
+        WHEN 'inbound_network_io' THEN p.inbound_network_io
+        ELSE p."outbound:inbound"
+    END AS observed
+FROM pod_network_io AS p
+CROSS JOIN (VALUES ('outbound_network_io'), ('inbound_network_io'), ('outbound:inbound')) AS m(measure)
+WHERE p.outbound_network_io IS NOT NULL
+  AND p.inbound_network_io IS NOT NULL;
+
+-- Per hour: a histogram of each pod's levels in bins of 1/8 doubling (a bin is its lower edge,
+-- a multiple of 0.125, exact in a double). Histograms merge by adding counts: exactly, in any
+-- order, which is what makes the incremental baseline equal to the full one.
+CREATE OR REPLACE VIEW rollup AS
+SELECT
+    to_unixtime(date_trunc('hour', bucket)) AS hour,
+    cluster,
+    pod,
+    workload,
+    measure,
+    floor(level * 8) / 8 AS bin,
+    count(*) AS spans
+FROM levels
+GROUP BY to_unixtime(date_trunc('hour', bucket)), cluster, pod, workload, measure, floor(level * 8) / 8;
+
+-- drift_baseline: the hours' histograms added up per pod and hour of day (slot 0-23, UTC), per
+-- workload and hour of day, and per workload over all hours (slot -1), and read as quantiles:
+-- the lowest bin whose cumulative count reaches the share. merge.sql is this query over the
+-- stored hours (table `rollups` instead of view `rollup`).
+CREATE OR REPLACE VIEW baseline AS
+WITH histograms AS (
+    SELECT
+        r.cluster,
+        s.level,
+        CASE s.level WHEN 'pod' THEN r.pod ELSE r.workload END AS entity,
+        r.measure,
+        CASE WHEN s.by_hour THEN (r.hour / 3600) % 24 ELSE -1 END AS slot,
+        r.bin,
+        sum(r.spans) AS spans
+    FROM rollup AS r
+    CROSS JOIN (VALUES ('pod', true), ('workload', true), ('workload', false)) AS s(level, by_hour)
+    GROUP BY 1, 2, 3, 4, 5, 6
+),
+cumulative AS (
+    SELECT
+        *,
+        sum(spans) OVER (PARTITION BY cluster, level, entity, measure, slot ORDER BY bin
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS below,
+        sum(spans) OVER (PARTITION BY cluster, level, entity, measure, slot) AS total
+    FROM histograms
+)
+SELECT
+    cluster,
+    level,
+    entity,
+    measure,
+    CAST(slot AS BIGINT) AS slot,
+    CAST(max(total) AS BIGINT) AS spans,
+    min(CASE WHEN below * 100 >= total THEN bin END) AS q01,
+    min(CASE WHEN below * 4 >= total THEN bin END) AS q25,
+    min(CASE WHEN below * 2 >= total THEN bin END) AS q50,
+    min(CASE WHEN below * 4 >= total * 3 THEN bin END) AS q75,
+    min(CASE WHEN below * 100 >= total * 99 THEN bin END) AS q99
+FROM cumulative
+GROUP BY cluster, level, entity, measure, slot;

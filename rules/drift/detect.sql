@@ -1,0 +1,211 @@
+-- The hour-of-day slot of each pod and measure in the window, with the pod's workload.
+CREATE OR REPLACE VIEW slots AS
+SELECT DISTINCT cluster, pod, workload, measure, CAST(date_part('hour', bucket) AS BIGINT) AS slot
+FROM levels;
+
+-- Each pod's reference for a measure and slot, the first with enough history: the pod's own
+-- history at that hour (a long-lived pod keeps its name and role: a primary is not its
+-- replica), else its workload's at that hour (a pod a rollout, a drain or a scale-out created
+-- minutes ago), else its workload's over all hours.
+CREATE OR REPLACE VIEW expectations AS
+SELECT cluster, pod, measure, slot, reference, reference_slot, history, q01, q25, q50, q75, q99
+FROM (
+    SELECT
+        w.cluster,
+        w.pod,
+        w.measure,
+        w.slot,
+        b.level AS reference,
+        b.slot AS reference_slot,
+        b.spans AS history,
+        b.q01,
+        b.q25,
+        b.q50,
+        b.q75,
+        b.q99,
+        row_number() OVER (PARTITION BY w.cluster, w.pod, w.measure, w.slot ORDER BY w.preference) AS choice
+    FROM (
+        SELECT
+            cluster,
+            pod,
+            measure,
+            slot,
+            preference,
+            CASE preference WHEN 1 THEN 'pod' ELSE 'workload' END AS level,
+            CASE preference WHEN 1 THEN pod ELSE workload END AS entity,
+            CASE preference WHEN 3 THEN -1 ELSE slot END AS wanted_slot
+        -- 1: the pod at this hour, 2: its workload at this hour, 3: its workload at all hours.
+        FROM (SELECT *, unnest([1, 2, 3]) AS preference FROM slots)
+    ) AS w
+    CROSS JOIN parameters AS p
+    JOIN drift_baseline AS b
+      ON b.cluster = w.cluster
+     AND b.level = w.level
+     AND b.entity = w.entity
+     AND b.measure = w.measure
+     AND b.slot = w.wanted_slot
+    WHERE b.spans >= CASE w.preference WHEN 3 THEN p.min_spans ELSE p.min_slot_spans END
+)
+WHERE choice = 1;
+
+-- The workloads in the window that have no reference for some pod: too little history to be
+-- scored (no finding; `detect` counts them in its summary).
+CREATE OR REPLACE VIEW unscored AS
+SELECT DISTINCT s.cluster, s.workload
+FROM slots AS s
+WHERE NOT EXISTS (
+    SELECT 1 FROM expectations AS r
+    WHERE r.cluster = s.cluster AND r.pod = s.pod AND r.measure = s.measure AND r.slot = s.slot
+);
+
+-- Each bucket's excess over its expected level (the reference's median), in doublings, and the
+-- band it must leave to be hot: the floor, spread_factor robust standard deviations, and the
+-- history's 99th (1st) percentile. Volumes are hot upwards only (a pod falling quiet is not an
+-- attack); the balance both ways.
+CREATE OR REPLACE VIEW excess AS
+SELECT
+    l.cluster,
+    l.node,
+    l.pod,
+    l.service,
+    l.workload,
+    l.bucket,
+    to_unixtime(l.bucket) AS t,
+    l.measure,
+    l.level,
+    l.observed,
+    l.bytes,
+    r.reference,
+    r.reference_slot,
+    r.history,
+    r.q50 AS expected,
+    l.level - r.q50 AS excess,
+    greatest(p.floor_doublings, p.spread_factor * (r.q75 - r.q25) / 1.349, r.q99 - r.q50) AS band_up,
+    greatest(p.floor_doublings, p.spread_factor * (r.q75 - r.q25) / 1.349, r.q50 - r.q01) AS band_down,
+    l.bytes >= p.min_bytes AS moves
+FROM levels AS l
+CROSS JOIN parameters AS p
+JOIN expectations AS r
+  ON r.cluster = l.cluster
+ AND r.pod = l.pod
+ AND r.measure = l.measure
+ AND r.slot = CAST(date_part('hour', l.bucket) AS BIGINT);
+
+CREATE OR REPLACE VIEW history_hot AS
+SELECT *
+FROM excess
+WHERE moves
+  AND (excess > band_up OR (measure = 'outbound:inbound' AND -excess > band_down));
+
+-- For each bucket hot against its history: the workload's other pods present in the same bucket
+-- or the two before (scrapes are not aligned, so a sibling's span may sit in a neighbour), and
+-- their excesses, sorted. Load that moves every replica (a surge, a scale-in, a refresh) moves
+-- them too; an exfiltration leaves them behind.
+CREATE OR REPLACE VIEW sibling_excess AS
+SELECT
+    h.cluster,
+    h.pod,
+    h.measure,
+    h.t,
+    count(DISTINCT e.pod) AS siblings,
+    array_sort(array_agg(e.excess)) AS sibling_excesses
+FROM (SELECT *, unnest([t, t - 10, t - 20]) AS sibling_t FROM history_hot) AS h
+JOIN excess AS e
+  ON e.cluster = h.cluster
+ AND e.workload = h.workload
+ AND e.measure = h.measure
+ AND e.t = h.sibling_t
+WHERE e.pod <> h.pod
+GROUP BY h.cluster, h.pod, h.measure, h.t;
+
+-- Hot buckets: beyond the band against the pod's history, and beyond it against its siblings
+-- when it has any present (a single sibling counts). Upwards the siblings' lower median is the
+-- reference, downwards their upper median: with two siblings, the one that moved less, so an
+-- attack on one sibling never hides an attack on another.
+CREATE OR REPLACE VIEW hot AS
+SELECT
+    h.*,
+    coalesce(s.siblings, 0) AS siblings,
+    CASE WHEN h.excess > 0
+        THEN array_element(s.sibling_excesses, (CAST(array_length(s.sibling_excesses) AS BIGINT) + 1) / 2)
+        ELSE array_element(s.sibling_excesses, CAST(array_length(s.sibling_excesses) AS BIGINT) / 2 + 1)
+    END AS sibling_excess
+FROM history_hot AS h
+LEFT JOIN sibling_excess AS s
+  ON s.cluster = h.cluster AND s.pod = h.pod AND s.measure = h.measure AND s.t = h.t
+WHERE s.siblings IS NULL
+   OR (h.excess > 0
+       AND h.excess - array_element(s.sibling_excesses, (CAST(array_length(s.sibling_excesses) AS BIGINT) + 1) / 2) > h.band_up)
+   OR (h.excess < 0
+       AND array_element(s.sibling_excesses, CAST(array_length(s.sibling_excesses) AS BIGINT) / 2 + 1) - h.excess > h.band_down);
+
+-- Persistence: a hot bucket counts when some 10-minute stretch (60 spans) around it holds
+-- persistence_hot hot buckets of the same measure: a sustained exfiltration or flood, a beacon
+-- every minute or so; never one burst shorter than a minute (at most 7 buckets).
+CREATE OR REPLACE VIEW hot_counts AS
+SELECT
+    *,
+    count(*) OVER (PARTITION BY cluster, pod, measure ORDER BY t
+                   RANGE BETWEEN 590 PRECEDING AND CURRENT ROW) AS hot_before
+FROM hot;
+
+CREATE OR REPLACE VIEW persistent AS
+SELECT h.*
+FROM (
+    SELECT
+        *,
+        max(hot_before) OVER (PARTITION BY cluster, pod, measure ORDER BY t
+                              RANGE BETWEEN CURRENT ROW AND 590 FOLLOWING) AS hot_around
+    FROM hot_counts
+) AS h
+CROSS JOIN parameters AS p
+WHERE h.hot_around >= p.persistence_hot;
+
+-- What an analyst needs to judge each measure that fired on a pod: observed and expected
+-- values, the band, the score (excess over band), siblings, the baseline slot and its history,
+-- and the first and last anomalous bucket.
+CREATE OR REPLACE VIEW episodes AS
+SELECT
+    cluster,
+    pod,
+    measure,
+    count(*) AS buckets,
+    min(bucket) AS first_bucket,
+    max(bucket) AS last_bucket,
+    median(observed) AS observed,
+    median(excess) AS excess,
+    median(expected) AS expected,
+    median(CASE WHEN excess > 0 THEN expected + band_up ELSE expected - band_down END) AS band_edge,
+    median(excess / CASE WHEN excess > 0 THEN band_up ELSE band_down END) AS score,
+    max(siblings) AS siblings,
+    median(sibling_excess) AS sibling_excess,
+    max(reference) AS reference,
+    max(reference_slot) AS reference_slot,
+    max(history) AS history
+FROM persistent
+GROUP BY cluster, pod, measure;
+
+CREATE OR REPLACE VIEW anomalous_buckets AS
+SELECT
+    p.cluster,
+    p.node,
+    p.pod,
+    p.service,
+    p.bucket,
+    concat(
+        e.measure, ' ', CAST(round(power(2, e.excess), 2) AS VARCHAR), 'x expected',
+        ' in ', CAST(e.buckets AS VARCHAR), ' buckets from ',
+        to_char(e.first_bucket, '%Y-%m-%dT%H:%M:%SZ'), ' to ', to_char(e.last_bucket, '%Y-%m-%dT%H:%M:%SZ'),
+        ': observed ', CAST(round(e.observed, 3) AS VARCHAR),
+        ' against expected ', CAST(round(CASE WHEN e.measure = 'outbound:inbound' THEN power(2, e.expected) ELSE power(2, e.expected) - 1 END, 3) AS VARCHAR),
+        ' (band edge ', CAST(round(CASE WHEN e.measure = 'outbound:inbound' THEN power(2, e.band_edge) ELSE power(2, e.band_edge) - 1 END, 3) AS VARCHAR), ')',
+        ', score ', CAST(round(e.score, 2) AS VARCHAR),
+        ', ', CAST(e.siblings AS VARCHAR), ' siblings',
+        CASE WHEN e.siblings > 0 THEN concat(' at ', CAST(round(power(2, e.sibling_excess), 2) AS VARCHAR), 'x their expected') ELSE '' END,
+        ', baseline ', e.reference,
+        CASE WHEN e.reference_slot < 0 THEN ' over all hours' ELSE concat(' at ', CAST(e.reference_slot AS VARCHAR), ':00 UTC') END,
+        ' with ', CAST(e.history AS VARCHAR), ' spans'
+    ) AS anomalies
+FROM persistent AS p
+JOIN episodes AS e
+  ON e.cluster = p.cluster AND e.pod = p.pod AND e.measure = p.measure;
