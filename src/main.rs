@@ -166,26 +166,46 @@ fn rules_window(
     )
 }
 
+/// The rules grouped by the window their baselines cover: `--earliest`/`--latest` where given,
+/// each rule's own default otherwise (drift's 14 days to today, ESCU's 30 days to yesterday).
+fn baseline_windows(
+    rules: &[Rule],
+    earliest: Option<&str>,
+    latest: Option<&str>,
+    now: Option<&str>,
+) -> Result<Vec<(Window, Vec<Rule>)>> {
+    let now = resolve_now(now)?;
+    let mut groups: Vec<(Window, Vec<Rule>)> = Vec::new();
+    for rule in rules {
+        let defaults = rule.schedule.job(Job::Baseline);
+        let window = Window::parse(
+            earliest.unwrap_or(&defaults.earliest),
+            latest.unwrap_or(&defaults.latest),
+            now,
+        )?;
+        match groups.iter_mut().find(|(w, _)| *w == window) {
+            Some((_, group)) => group.push(rule.clone()),
+            None => groups.push((window, vec![rule.clone()])),
+        }
+    }
+    Ok(groups)
+}
+
 async fn baseline(args: BaselineArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
     let rules = chosen_rules(rules, &args.rule)?;
-    let window = rules_window(
+    let windows = baseline_windows(
         &rules,
-        Job::Baseline,
         args.earliest.as_deref(),
         args.latest.as_deref(),
         args.now.now.as_deref(),
     )?;
     let out = Location::parse(&args.out, s3)?;
-    let store = Store::open(Location::parse(&args.store, s3)?)?;
-    write_baselines(
-        store,
-        window,
-        &rules,
-        args.full,
-        &args.engine.engine(),
-        &out,
-    )
-    .await
+    let engine = args.engine.engine();
+    for (window, rules) in windows {
+        let store = Store::open(Location::parse(&args.store, s3)?)?;
+        write_baselines(store, window, &rules, args.full, &engine, &out).await?;
+    }
+    Ok(())
 }
 
 /// Runs the baseline operation and writes its lookups to `out`, saying what it read and wrote.
@@ -466,22 +486,26 @@ async fn demo(args: DemoArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
         services: 12,
         replicas: 3,
         start: resolve("2026-03-01T00:00:00Z", Utc::now(), "--start")?,
-        hours: 48,
+        // Two days and two hours: the detection window falls after the last midnight, which is
+        // where a daily baseline's history ends.
+        hours: 50,
         seed: 1,
     };
     let generated = generate_store(spec, place(&store)?).await?;
     let now = rfc3339(generated.labels.end);
     let rules = chosen_rules(rules, &["all".to_string()])?;
     let engine = Engine::default();
-    write_baselines(
-        Store::open(place(&store)?)?,
-        rules_window(&rules, Job::Baseline, None, None, Some(&now))?,
-        &rules,
-        false,
-        &engine,
-        &place(&baselines)?,
-    )
-    .await?;
+    for (window, rules) in baseline_windows(&rules, None, None, Some(&now))? {
+        write_baselines(
+            Store::open(place(&store)?)?,
+            window,
+            &rules,
+            false,
+            &engine,
+            &place(&baselines)?,
+        )
+        .await?;
+    }
     let detection_window = rules_window(&rules, Job::Detect, None, None, Some(&now))?;
     let detection = Detection::open(
         Store::open(place(&store)?)?,
@@ -530,23 +554,12 @@ async fn demo(args: DemoArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
         "\nFindings of every rule over its default detection window (ESCU's -70m@m to -10m@m before {now}):"
     );
     write_batches(&mut Stdout::lock(), &summary, Format::Table)?;
-    println!("\nScenarios injected into that window (labels):");
-    for label in &generated.labels.scenarios {
-        if label.overlap(&detection_window) > chrono::Duration::zero() {
-            let expected = if label.attack {
-                "an attack: every rule should find it"
-            } else {
-                "benign: too short to persist, no rule should fire"
-            };
-            println!(
-                "  {:?} on {} ({} to {}): {expected}",
-                label.scenario,
-                label.pod,
-                rfc3339(label.start),
-                rfc3339(label.end)
-            );
-        }
-    }
+    let found = iodrift::finding::collect(detection.session(), &rules, None).await?;
+    println!(
+        "\nScenarios injected into that window (labels), and the rules that reported the pod:"
+    );
+    let batch = scenarios_batch(&generated.labels, &detection_window, &rules, &found)?;
+    write_batches(&mut Stdout::lock(), &[batch], Format::Table)?;
     println!(
         "\nstore:     {}\nlabels:    {}\nbaselines: {}\nfindings:  {} (with anomaly texts)",
         store.display(),
@@ -560,6 +573,79 @@ async fn demo(args: DemoArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
         baselines.display()
     );
     Ok(())
+}
+
+/// The labels active in `window`, one row each, with what every rule made of the pod: `found`
+/// (a finding on it), or nothing; then a row per rule counting its findings on pods that no
+/// attack covers (false alerts).
+fn scenarios_batch(
+    labels: &generate::Labels,
+    window: &Window,
+    rules: &[Rule],
+    findings: &[iodrift::finding::Finding],
+) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{ArrayRef, StringArray};
+    use std::sync::Arc;
+    let reported = |rule: &str, cluster: &str, pod: &str| {
+        findings
+            .iter()
+            .any(|f| f.rule == rule && f.cluster == cluster && f.pod == pod)
+    };
+    let active: Vec<&generate::Label> = labels
+        .scenarios
+        .iter()
+        .filter(|l| l.overlap(window) > chrono::Duration::zero())
+        .filter(|l| l.scenario != generate::ScenarioKind::HeavyTail)
+        .collect();
+    let mut columns: Vec<(String, Vec<String>)> = vec![
+        ("scenario".into(), vec![]),
+        ("pod".into(), vec![]),
+        ("kind".into(), vec![]),
+    ];
+    for rule in rules {
+        columns.push((rule.name.clone(), vec![]));
+    }
+    for label in &active {
+        let scenario = serde_json::to_value(label.scenario)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        columns[0].1.push(scenario);
+        columns[1].1.push(label.pod.clone());
+        let kind = if label.attack { "attack" } else { "benign" };
+        columns[2].1.push(kind.into());
+        for (i, rule) in rules.iter().enumerate() {
+            let mark = if reported(&rule.name, &label.cluster, &label.pod) {
+                "found"
+            } else {
+                ""
+            };
+            columns[3 + i].1.push(mark.into());
+        }
+    }
+    let attacked = |f: &iodrift::finding::Finding| {
+        active
+            .iter()
+            .any(|l| l.attack && l.cluster == f.cluster && l.pod == f.pod)
+    };
+    columns[0].1.push("(false alerts)".into());
+    columns[1]
+        .1
+        .push("findings on pods without an attack".into());
+    columns[2].1.push(String::new());
+    for (i, rule) in rules.iter().enumerate() {
+        let false_alerts = findings
+            .iter()
+            .filter(|f| f.rule == rule.name && !attacked(f))
+            .count();
+        columns[3 + i].1.push(false_alerts.to_string());
+    }
+    RecordBatch::try_from_iter(
+        columns
+            .into_iter()
+            .map(|(name, values)| (name, Arc::new(StringArray::from(values)) as ArrayRef)),
+    )
+    .map_err(|e| Error::query("demo scenarios")(e.into()))
 }
 
 /// Replays the hourly schedule of the detections over a labelled store and prints the scores.

@@ -553,7 +553,7 @@ fn lookups_the_scheduler_cannot_read_are_an_error_not_empty_lookups() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(
-        stderr.contains("k8s_container_network_io") && stderr.contains("the scheduler 0"),
+        stderr.contains("_baseline: the client read") && stderr.contains("the scheduler 0"),
         "{stderr}\n{}",
         cluster.logs()
     );

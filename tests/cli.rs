@@ -94,7 +94,7 @@ fn output_file_is_written_whole_and_filter_applies() {
         .assert()
         .success()
         .stdout("")
-        .stderr(contains("findings from network-io, network-io-ratio over [2026-03-02T00:50:00Z, 2026-03-02T01:50:00Z)"));
+        .stderr(contains("findings from drift, network-io, network-io-ratio over [2026-03-02T00:50:00Z, 2026-03-02T01:50:00Z)"));
     let all: Vec<serde_json::Value> = std::fs::read_to_string(&file)
         .unwrap()
         .lines()
@@ -377,6 +377,11 @@ fn bad_baselines_are_named_with_their_row() {
         command
     };
     run()
+        .assert()
+        .failure()
+        .stderr(contains("drift_baseline.csv"));
+    run()
+        .args(["--rule", "network-io"])
         .assert()
         .failure()
         .stderr(contains("k8s_container_network_io_baseline.csv"));
@@ -664,14 +669,31 @@ fn demo_runs_the_main_job() {
     let stdout = stdout_of(iodrift().arg("demo").arg(&demo));
     assert!(stdout.contains("Findings of every rule"), "{stdout}");
     assert!(stdout.contains("network-io-ratio"), "{stdout}");
-    assert!(
-        stdout.contains("an attack: every rule should find it"),
-        "{stdout}"
-    );
+    // The scenarios of the window, each rule's verdict beside them, and its false alerts.
+    let scenarios = stdout
+        .split("the rules that reported the pod")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no scenario table in {stdout}"));
+    let header = scenarios.lines().nth(2).unwrap();
+    for column in [
+        "scenario",
+        "pod",
+        "kind",
+        "network-io",
+        "network-io-ratio",
+        "drift",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(scenarios.contains("| exfiltration "), "{scenarios}");
+    assert!(scenarios.contains("| attack "), "{scenarios}");
+    assert!(scenarios.contains("| found "), "{scenarios}");
+    assert!(scenarios.contains("(false alerts)"), "{scenarios}");
     for path in [
         "store.labels.json",
         "baselines/k8s_container_network_io_baseline.csv",
         "baselines/k8s_container_network_io_ratio_baseline.csv",
+        "baselines/drift_baseline.csv",
         "findings.json",
     ] {
         assert!(demo.join(path).is_file(), "{path}");

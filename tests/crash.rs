@@ -385,7 +385,9 @@ fn small_store(dir: &Path) -> PathBuf {
     store
 }
 
-const LOOKUPS: [&str; 4] = [
+const LOOKUPS: [&str; 6] = [
+    "drift_baseline.csv",
+    "drift_baseline.parquet",
     "k8s_container_network_io_baseline.csv",
     "k8s_container_network_io_ratio_baseline.csv",
     "k8s_container_network_io_baseline.parquet",
@@ -526,7 +528,7 @@ fn run_due_everywhere(server: Option<&S3Server>) -> usize {
             .iter()
             .filter(|(f, _)| f.starts_with("findings/"))
             .count(),
-        4,
+        6,
         "{:?}",
         expected.iter().map(|(f, _)| f).collect::<Vec<_>>()
     );

@@ -344,7 +344,7 @@ fn the_schedule_runs_on_s3_once_per_window_under_a_lease() {
         ]
     );
     let findings = server.keys("lake", "findings/");
-    assert_eq!(findings.len(), 4, "{findings:?}");
+    assert_eq!(findings.len(), 6, "{findings:?}");
     let expected = stdout_of(
         iodrift_s3(&server)
             .args(detect_args("s3://lake/store", "s3://lake/baselines"))

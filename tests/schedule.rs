@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{DAY_TWO_JOBS, generate, iodrift, schedule_config, stdout_of};
 use predicates::str::contains;
 
-const RULES: [&str; 2] = ["network-io", "network-io-ratio"];
+const RULES: [&str; 3] = ["drift", "network-io", "network-io-ratio"];
 
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("iodrift.toml");
@@ -175,7 +175,7 @@ fn a_job_that_fails_stops_only_itself_and_resumes_from_its_state() {
         .assert()
         .failure()
         .stderr(contains("detect run at 2026-03-02T01:00:00Z"))
-        .stderr(contains("k8s_container_network_io_baseline"));
+        .stderr(contains("drift_baseline"));
     assert!(!dir.join("store/_schedule/jobs/detect.json").exists());
     assert!(!dir.join("findings").exists());
 

@@ -197,9 +197,9 @@ fn a_rule_from_a_folder_runs_every_command_on_a_local_store() {
         jobs,
         [
             "baseline 2026-03-02T01:00:00Z",
-            "detect-network-io-network-io-ratio 2026-03-02T01:00:00Z",
+            "detect-drift-network-io-network-io-ratio 2026-03-02T01:00:00Z",
             "detect-tx-peak 2026-03-02T01:30:00Z",
-            "detect-network-io-network-io-ratio 2026-03-02T02:00:00Z",
+            "detect-drift-network-io-network-io-ratio 2026-03-02T02:00:00Z",
         ],
         "{printed}"
     );

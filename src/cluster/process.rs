@@ -92,6 +92,13 @@ pub async fn run_scheduler(options: SchedulerOptions, s3: &S3Options) -> Result<
 pub async fn run_executor(options: ExecutorOptions, s3: &S3Options) -> Result<()> {
     let (scheduler_host, scheduler_port) = scheduler_address(&options.scheduler)?;
     let mut functions = BallistaFunctionRegistry::default();
+    // Ballista's default registry holds DataFusion's core functions, not its array functions
+    // (make_array, array_sort ...), which rules' SQL uses as every session does.
+    for udf in datafusion::functions_nested::all_default_nested_functions() {
+        functions
+            .scalar_functions
+            .insert(udf.name().to_string(), udf);
+    }
     for udf in iodrift_udfs::all() {
         functions
             .scalar_functions

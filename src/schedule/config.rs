@@ -328,13 +328,23 @@ mod tests {
         let (dir, path) = write("store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n");
         let config = Config::load(&path, &S3Options::default(), None).unwrap();
         assert_eq!(config.store.local(), Some(dir.path().join("s").as_path()));
-        assert_eq!(config.rules.len(), 2);
+        assert_eq!(config.rules.len(), 3);
         assert_eq!(config.lease, DEFAULT_LEASE);
-        let [baseline, detect] = &config.jobs[..] else {
-            panic!("two jobs: the built-in rules share ESCU's schedules")
+        let [drift_baseline, baseline, detect] = &config.jobs[..] else {
+            panic!(
+                "three jobs: drift's daily baseline, ESCU's weekly one, every rule's hourly detection"
+            )
         };
         assert_eq!(baseline.rules.len(), 2);
-        assert_eq!(baseline.name, "baseline");
+        assert_eq!(baseline.name, "baseline-network-io-network-io-ratio");
+        assert_eq!(drift_baseline.name, "baseline-drift");
+        assert_eq!(detect.name, "detect");
+        assert_eq!(detect.rules.len(), 3);
+        let window = drift_baseline.window(at("2026-03-08T01:00:00Z")).unwrap();
+        assert_eq!(
+            (window.earliest, window.latest),
+            (at("2026-02-22T00:00:00Z"), at("2026-03-08T00:00:00Z"))
+        );
         // 2026-03-08 is a Sunday.
         let window = baseline.window(at("2026-03-08T02:00:00Z")).unwrap();
         assert_eq!(
@@ -358,7 +368,7 @@ mod tests {
             "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n[detect]\nstart = \"2026-03-02T03:00:00Z\"\n",
         );
         let config = Config::load(&path, &S3Options::default(), None).unwrap();
-        let detect = &config.jobs[1];
+        let detect = config.jobs.iter().find(|j| j.name == "detect").unwrap();
         let now = at("2026-03-02T05:30:00Z");
         assert_eq!(
             detect.due(None, now),
@@ -378,7 +388,7 @@ mod tests {
             "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n[detect]\ncron = \"*/2 * * * * *\"\n",
         );
         let config = Config::load(&path, &S3Options::default(), None).unwrap();
-        let detect = &config.jobs[1];
+        let detect = config.jobs.iter().find(|j| j.name == "detect").unwrap();
         let last = at("2026-03-02T01:01:28Z");
         let now = at("2026-03-02T01:01:33.700Z");
         assert_eq!(
