@@ -1,8 +1,9 @@
 -- drift's parameters: every threshold of the rule, in one place.
 --   min_slot_spans   a pod's (or workload's) hour-of-day history is used from this many 10 s
 --                    spans on (about 2.5 days of one pod); below it the workload's is used
---   min_spans        a workload's all-hours history is used from this many spans (about 6 hours
---                    of one pod); below it the workload has too little history and is not scored
+--   min_spans        a workload's all-hours history is used from this many spans (one hour of
+--                    one pod: a CronJob's short runs reach it within a day or two); below it the
+--                    workload has too little history and is not scored
 --   floor_doublings  a bucket is hot only this far above (or below, for the balance) its
 --                    expected level, in doublings: 1 is twice or half the expected bytes
 --   spread_factor    ... and this many robust standard deviations ((q75 - q25) / 1.349) of its
@@ -13,7 +14,7 @@
 CREATE OR REPLACE VIEW parameters AS
 SELECT
     CAST(800 AS BIGINT) AS min_slot_spans,
-    CAST(2160 AS BIGINT) AS min_spans,
+    CAST(360 AS BIGINT) AS min_spans,
     1.0 AS floor_doublings,
     3.0 AS spread_factor,
     4096.0 AS min_bytes,
