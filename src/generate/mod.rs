@@ -2,6 +2,7 @@
 //! and benign changes listed in a labels file beside the store. Deterministic for a seed.
 
 mod names;
+mod scenario;
 mod topology;
 mod traffic;
 
@@ -25,8 +26,8 @@ use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::store::{self, NETWORK_IO_METRIC};
 use crate::time::Window;
+pub use scenario::ScenarioKind;
 pub use topology::{Cluster, Event, Pod, Workload};
-pub use traffic::ScenarioKind;
 use traffic::{Injection, SCRAPE_MS};
 
 pub const HOUR_MS: i64 = 3_600_000;

@@ -7,7 +7,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::names::{cron_job, deployment_pod, generate_name, pod_template_hash, random_suffix};
-use super::traffic::ScenarioKind;
+use super::scenario::ScenarioKind;
 use super::{HOUR_MS, Spec};
 
 const SERVICE_NAMES: [(&str, &str); 20] = [
