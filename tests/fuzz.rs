@@ -2783,3 +2783,41 @@ fn a_long_concatenation_filter_is_slow() {
     let filter = format!("{} = ''", vec!["host"; 200].join(" || "));
     check_filter(filter).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Found by `ingest_formats_mutated` (a stack overflow in CI): this build turns off prost's
+/// nesting limit (Ballista's plans need more), so a protobuf input nesting groups or messages
+/// by the thousand (a `Nest` mutation of a protobuf seed) made `ingest` recurse until the
+/// stack ran out. OTLP protobuf nesting deeper than 100 levels is now refused, naming the
+/// input, before prost decodes it. Both inputs below overflowed the stack before.
+#[test]
+fn deeply_nested_protobuf_is_an_error_not_a_stack_overflow() {
+    fn wrap(field: u8, bytes: Vec<u8>) -> Vec<u8> {
+        let mut outer = vec![field];
+        let mut length = bytes.len() as u64;
+        while length >= 0x80 {
+            outer.push((length & 0x7f) as u8 | 0x80);
+            length >>= 7;
+        }
+        outer.push(length as u8);
+        outer.extend(bytes);
+        outer
+    }
+    // An attribute whose value is an array holding an array ... (AnyValue.array_value = 5,
+    // ArrayValue.values = 1), under KeyValue.value, Resource.attributes,
+    // ResourceMetrics.resource and the request's resource_metrics.
+    let mut any_value = Vec::new();
+    for _ in 0..25_000 {
+        any_value = wrap(0x2a, wrap(0x0a, any_value));
+    }
+    let request = [0x12, 0x0a, 0x0a, 0x0a]
+        .into_iter()
+        .fold(any_value, |b, f| wrap(f, b));
+    // Unknown field 15's groups, opened and never closed.
+    let groups = vec![0x7b; 200_000];
+    for bytes in [groups, request] {
+        match decode(Format::OtlpProto, bytes, &Context::default()) {
+            Err(error) => check_error(&error, &[INPUT, "nest deeper than 100"]).unwrap(),
+            Ok(outcome) => panic!("decoded: {outcome:?}"),
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 mod counters;
 mod kubelet;
+mod nesting;
 mod order;
 mod otlp;
 mod point;

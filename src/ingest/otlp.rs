@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use prost::Message;
 
 use super::Context;
+use super::nesting::nests_deeper_than;
 use super::point::{Decoded, Kind, Point, Record, Series};
 use crate::error::{Error, Result};
 
@@ -87,6 +88,15 @@ pub fn decode_proto(input: &str, bytes: &[u8], context: &Context) -> Result<Deco
         None => vec![bytes],
     };
     for (index, message) in messages.into_iter().enumerate() {
+        if nests_deeper_than(message, MAX_NESTING) {
+            return Err(Error::input(
+                input,
+                format!(
+                    "message {}: protobuf fields nest deeper than {MAX_NESTING} levels",
+                    index + 1
+                ),
+            ));
+        }
         let request = ExportMetricsServiceRequest::decode(message).map_err(not_proto)?;
         points(
             &name,
@@ -98,6 +108,12 @@ pub fn decode_proto(input: &str, bytes: &[u8], context: &Context) -> Result<Deco
     }
     Ok(decoded)
 }
+
+/// How deep an OTLP message's fields may nest: prost's default limit, off in this build
+/// (Ballista's plans need more). OTLP nests about 8 levels; only `AnyValue` arrays and maps go
+/// deeper, and no exporter nests those by the hundred. Unbounded, prost's recursion overflows
+/// the stack on a few kilobytes of crafted input.
+const MAX_NESTING: usize = 100;
 
 /// Splits `bytes` into length-prefixed frames when the lengths chain exactly to its end.
 fn length_prefixed(bytes: &[u8]) -> Option<Vec<&[u8]>> {
