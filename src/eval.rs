@@ -35,6 +35,7 @@ pub struct Score {
     pub false_positives: u64,
     pub expected_windows: u64,
     pub windows_found: u64,
+    /// Attacks that a run's window overlaps by 60 s or more: those the runs could find.
     pub attacks: u64,
     pub attacks_found: u64,
     pub precision: Option<f64>,
@@ -58,6 +59,9 @@ pub struct Tally {
     counts: BTreeMap<(String, String), Counts>,
     /// (rule, attack index) of the attacks with a true positive.
     found: BTreeSet<(String, usize)>,
+    /// The attacks that a run's window overlaps enough for a true positive: those the runs
+    /// could find (an attack of the training days is not one).
+    findable: BTreeSet<usize>,
     /// Every rule scored, even one without a finding.
     rules: BTreeSet<String>,
 }
@@ -89,6 +93,12 @@ impl Tally {
             .enumerate()
             .filter(|(_, l)| l.overlap(window) > Duration::zero())
             .collect();
+        self.findable.extend(
+            active
+                .iter()
+                .filter(|(_, l)| l.attack && l.overlap(window) >= MIN_TRUE_OVERLAP)
+                .map(|(index, _)| *index),
+        );
         for rule in rules {
             self.rules.insert(rule.clone());
             let pods: BTreeSet<(&str, &str)> = findings
@@ -136,7 +146,7 @@ impl Tally {
             .scenarios
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.attack)
+            .filter(|(index, l)| l.attack && self.findable.contains(index))
             .collect();
         let mut rows = Vec::new();
         for rule in &self.rules {
@@ -307,6 +317,13 @@ mod tests {
                     "c",
                     "2026-03-01T10:55:00Z",
                     "2026-03-01T12:00:00Z",
+                ),
+                // In the training days: no run could find it, so it is not counted.
+                label(
+                    ScenarioKind::Exfiltration,
+                    "d",
+                    "2026-02-27T10:00:00Z",
+                    "2026-02-27T12:00:00Z",
                 ),
             ],
         };
