@@ -24,6 +24,10 @@ from pathlib import Path
 
 SERVICE_REGEX = r"-\w{5}$|-[abcdef0-9]{8,10}-\w{5}$"
 
+# The rules DuckDB runs beside iodrift: the ESCU port (drift has no DuckDB twin; its rows are
+# iodrift's alone, measured against iodrift's own ESCU baseline and detection of the same run).
+ESCU_RULES = "network-io,network-io-ratio"
+
 DUCKDB_SPANS = """
 CREATE TEMP TABLE spans AS
 SELECT cluster, pod, node, direction, bucket, io, service, cluster || ':' || service AS key
@@ -235,8 +239,8 @@ def main():
     run.add_argument("--engines", default="iodrift,duckdb",
                      help="comma-separated: iodrift, duckdb (answers are cross-checked only with both)")
     run.add_argument("--memory-limit", help="passed to iodrift's --memory-limit (e.g. 4GiB)")
-    run.add_argument("--tasks", default="baseline,detect,write",
-                     help="comma-separated: baseline, detect, write")
+    run.add_argument("--tasks", default="baseline,detect,write,drift",
+                     help="comma-separated: baseline, detect, write, drift (iodrift alone)")
     run.add_argument("--baselines", type=Path,
                      help="lookups the detections use (default: iodrift's output of the baseline task)")
     run.add_argument("--generate", nargs=argparse.REMAINDER, default=None,
@@ -269,13 +273,13 @@ def main():
     lookups = args.baselines or work / "iodrift-baseline-0"
     tasks = {
         "baseline": ((start, end), lambda out: (
-            [args.iodrift, "baseline", "--full", "--store", str(args.store), "--out", str(out),
-             "--earliest", iso(start), "--latest", iso(end), *limit],
+            [args.iodrift, "baseline", "--full", "--rule", ESCU_RULES, "--store", str(args.store),
+             "--out", str(out), "--earliest", iso(start), "--latest", iso(end), *limit],
             [sys.executable, __file__, "duckdb-task", "baseline", "--store", str(args.store),
              "--earliest", iso(start), "--latest", iso(end), "--out", str(out)])),
         "detect (last hour)": (detect_window, lambda out: (
-            [args.iodrift, "detect", "--store", str(args.store), "--baselines", str(lookups),
-             "--now", iso(detect_now), "--format", "json", "--output", str(out / "findings.json"), *limit],
+            [args.iodrift, "detect", "--rule", ESCU_RULES, "--store", str(args.store),
+             "--baselines", str(lookups), "--now", iso(detect_now), "--format", "json", "--output", str(out / "findings.json"), *limit],
             [sys.executable, __file__, "duckdb-task", "detect", "--store", str(args.store),
              "--earliest", iso(detect_window[0]), "--latest", iso(detect_window[1]),
              "--baselines", str(lookups), "--out", str(out)])),
@@ -315,6 +319,8 @@ def main():
         if findings is not None:
             print(f"# {findings} findings, identical in both engines", file=sys.stderr)
 
+    if "drift" in wanted:
+        drift_rows = run_drift(args, work, start, end, detect_now, limit)
     pods = labels["pods"]
     hours = round((end - start).total_seconds() / 3600)
     limited = f"; iodrift --memory-limit {args.memory_limit}" if args.memory_limit else ""
@@ -328,6 +334,57 @@ def main():
             wall, rss = medians[engine]
             print(f"| {name} | {engine} | {rows:,} | {wall:.2f} | {rows / wall:,.0f} | {rss / 2**20:,.0f} | "
                   f"{ratio if engine == 'iodrift' else ''} |")
+    if "drift" in wanted:
+        escu = {name: medians["iodrift"][0] for name, _, medians in results if "iodrift" in medians}
+        print()
+        print("drift, iodrift alone (peer: iodrift's ESCU task of this run; the target in brackets)")
+        print("| task | rows in window | wall s | peak RSS MiB | ratio | against |")
+        print("|---|---:|---:|---:|---:|---|")
+        for name, rows, wall, rss, peer_name, peer, target in drift_rows(escu):
+            ratio = f"{wall / peer:.3f}" if peer else "n/a"
+            print(f"| {name} | {rows:,} | {wall:.2f} | {rss / 2**20:,.0f} | {ratio} | {peer_name} ({target}) |")
+
+
+def run_drift(args, work, start, end, detect_now, limit):
+    """drift's baseline in full, its daily recomputation (one new day over stored hourly
+    rollups), the same with every hour's rollup stored, and its last-hour detection. The store's
+    `_rollups` are removed before each run so that each starts from none."""
+    day = timedelta(days=1)
+    baseline = lambda out, a, b, *more: [
+        args.iodrift, "baseline", "--rule", "drift", "--store", str(args.store), "--out", str(out),
+        "--earliest", iso(a), "--latest", iso(b), *more, *limit]
+    samples = {"full": [], "daily": [], "merge": [], "detect": []}
+    for run_index in range(args.runs):
+        out = work / f"drift-{run_index}"
+        out.mkdir()
+        subprocess.run(["rm", "-rf", str(args.store / "_rollups")], check=True)
+        samples["full"].append(measure(baseline(out / "full", start, end, "--full")))
+        measure(baseline(out / "setup", start, end - day))
+        samples["daily"].append(measure(baseline(out / "daily", start + day, end)))
+        samples["merge"].append(measure(baseline(out / "merge", start + day, end)))
+        samples["detect"].append(measure([
+            args.iodrift, "detect", "--rule", "drift", "--store", str(args.store),
+            "--baselines", str(out / "full"), "--now", iso(detect_now), "--format", "json",
+            "--output", str(out / "findings.json"), *limit]))
+        if (out / "daily" / "drift_baseline.csv").read_bytes() != (out / "merge" / "drift_baseline.csv").read_bytes():
+            sys.exit("drift: the baseline merged from stored rollups differs from the one that computed a day of them")
+    subprocess.run(["rm", "-rf", str(args.store / "_rollups")], check=True)
+    median = {k: (statistics.median(s[0] for s in v), max(s[1] for s in v)) for k, v in samples.items()}
+    full_rows = count_rows(args.store, start, end)
+    day_rows = count_rows(args.store, start + day, end)
+    detect_rows = count_rows(args.store, detect_now - timedelta(minutes=70), detect_now - timedelta(minutes=10))
+
+    def rows(escu):
+        return [
+            ("drift baseline (full)", full_rows, *median["full"], "ESCU baselines, full", escu.get("baseline"), "at most 2"),
+            ("drift baseline (daily: one new day, the rest merged)", day_rows, *median["daily"],
+             "drift baseline (full)", median["full"][0], "at most 0.05"),
+            ("drift baseline (every hour's rollup stored)", day_rows, *median["merge"],
+             "drift baseline (full)", median["full"][0], "at most 0.05"),
+            ("drift detect (last hour)", detect_rows, *median["detect"], "ESCU detections, last hour",
+             escu.get("detect (last hour)"), "under 1 s"),
+        ]
+    return rows
 
 
 if __name__ == "__main__":

@@ -2,18 +2,20 @@
 # Side-by-side benchmark of iodrift and DuckDB on one synthetic store (see benches/compare.py).
 #   benches/run.sh [--services N] [--replicas N] [--hours N] [--runs N] [--seed N]
 #                  [--engines iodrift,duckdb] [--memory-limit SIZE]
-#                  [--tasks baseline,detect,write] [--baselines DIR]
+#                  [--tasks baseline,detect,write,drift] [--baselines DIR]
 # --baselines gives the detections lookups of your own (e.g. over one day of a 30-day store)
 # instead of the baseline task's output, so that --tasks detect runs alone.
 # Defaults: 220 Deployments x 3 replicas (~2,000 pods with DaemonSets, StatefulSets and Jobs), 168 hours.
 # Tasks: both baselines over the whole store, both detections over its last hour, and writing
-# (iodrift generating the store again against DuckDB rewriting its files, hour by hour).
+# (iodrift generating the store again against DuckDB rewriting its files, hour by hour); drift
+# (iodrift alone: its full baseline, its daily recomputation over stored hourly rollups and its
+# last-hour detection, against iodrift's ESCU tasks of the same run).
 # The store is generated once into ~/.cache/iodrift-bench and reused; DuckDB comes from PyPI
 # into a virtualenv there too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-services=220 replicas=3 hours=168 runs=3 seed=1 engines=iodrift,duckdb limit=() tasks=baseline,detect,write
+services=220 replicas=3 hours=168 runs=3 seed=1 engines=iodrift,duckdb limit=() tasks=baseline,detect,write,drift
 lookups=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -42,7 +44,8 @@ if [ ! -x "$cache/venv/bin/python" ]; then
 fi
 "$cache/venv/bin/python" -c 'import duckdb' 2>/dev/null || "$cache/venv/bin/pip" install --quiet duckdb
 
-store="$cache/store-v5-s$services-r$replicas-h$hours-seed$seed"
+# v6: the generator of #20 (benign changes, attack kinds, CronJobs) writes other rows than v5.
+store="$cache/store-v6-s$services-r$replicas-h$hours-seed$seed"
 if [ ! -f "$store.labels.json" ]; then
     rm -rf "$store.tmp"
     "$iodrift" generate --out "$store.tmp" --services "$services" --replicas "$replicas" \

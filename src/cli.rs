@@ -11,7 +11,7 @@ use crate::output::Format;
 #[command(
     name = "iodrift",
     version,
-    about = "Kubernetes pod network-IO anomaly detection: the Splunk ESCU rules on DataFusion"
+    about = "Kubernetes pod network-IO anomaly detection: the Splunk ESCU rules, exactly, and drift, on DataFusion"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -48,9 +48,9 @@ pub struct RulesArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Compute the ESCU baselines over a window and write the lookup CSVs (and Parquet twins).
+    /// Compute the rules' baselines over a window and write their lookup CSVs (and Parquet twins).
     Baseline(BaselineArgs),
-    /// Run the ESCU detections over a window and print the findings.
+    /// Run the rules' detections over a window and print the findings.
     Detect(DetectArgs),
     /// SQL over the store, the baselines and every stage of both rules (a REPL without -c/-f).
     Sql(SqlArgs),

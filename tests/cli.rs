@@ -713,6 +713,11 @@ fn the_sample_baselines_are_what_baseline_computes_from_the_sample_store() {
         .assert()
         .success();
     common::assert_same_lookups(out.path(), &data.join("baselines"));
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("drift_baseline.csv")).unwrap(),
+        std::fs::read_to_string(data.join("baselines/drift_baseline.csv")).unwrap(),
+        "drift_baseline.csv"
+    );
 }
 
 #[test]

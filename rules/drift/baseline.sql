@@ -7,7 +7,7 @@
 --   floor_doublings  a bucket is hot only this far above (or below, for the balance) its
 --                    expected level, in doublings: 1 is twice or half the expected bytes
 --   spread_factor    ... and this many robust standard deviations ((q75 - q25) / 1.349) of its
---                    history, and beyond the history's 1st/99th percentile
+--                    history, and beyond the history's usual daily peak (trough)
 --   min_bytes        ... and moves at least this many bytes in the bucket (the larger direction)
 --   persistence_hot  a hot bucket fires only with this many hot buckets of the same measure
 --                    within 10 minutes (60 spans; detect.sql's RANGE 590) around it
@@ -65,8 +65,13 @@ GROUP BY to_unixtime(date_trunc('hour', bucket)), cluster, pod, workload, measur
 
 -- drift_baseline: the hours' histograms added up per pod and hour of day (slot 0-23, UTC), per
 -- workload and hour of day, and per workload over all hours (slot -1), and read as quantiles:
--- the lowest bin whose cumulative count reaches the share. merge.sql is this query over the
--- stored hours (table `rollups` instead of view `rollup`).
+-- the lowest bin whose cumulative count reaches the share. Beside them, the history's usual
+-- extremes: for each day, the highest (lowest) bin of the slot's hour and its two neighbours
+-- (periodic work drifts across an hour's edge), and the median of those over the days (over
+-- the hours for slot -1). Work that recurs on most days (a nightly backup, a heavy tail's daily
+-- spikes) sets them; an episode of a few days (an attack in the history) does not, so the
+-- history's attacks stay out of the band. merge.sql is this query over the stored hours
+-- (table `rollups` instead of view `rollup`).
 CREATE OR REPLACE VIEW baseline AS
 WITH histograms AS (
     SELECT
@@ -88,18 +93,66 @@ cumulative AS (
                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS below,
         sum(spans) OVER (PARTITION BY cluster, level, entity, measure, slot) AS total
     FROM histograms
+),
+quantiles AS (
+    SELECT
+        cluster,
+        level,
+        entity,
+        measure,
+        CAST(slot AS BIGINT) AS slot,
+        CAST(max(total) AS BIGINT) AS spans,
+        min(CASE WHEN below * 4 >= total THEN bin END) AS q25,
+        min(CASE WHEN below * 2 >= total THEN bin END) AS q50,
+        min(CASE WHEN below * 4 >= total * 3 THEN bin END) AS q75
+    FROM cumulative
+    GROUP BY cluster, level, entity, measure, slot
+),
+hourly AS (
+    SELECT
+        r.cluster,
+        s.level,
+        CASE s.level WHEN 'pod' THEN r.pod ELSE r.workload END AS entity,
+        r.measure,
+        CAST(r.hour AS BIGINT) / 3600 AS hour,
+        max(r.bin) AS top,
+        min(r.bin) AS bottom
+    FROM rollup AS r
+    CROSS JOIN (VALUES ('pod'), ('workload')) AS s(level)
+    GROUP BY 1, 2, 3, 4, 5
+),
+periods AS (
+    SELECT
+        h.cluster,
+        h.level,
+        h.entity,
+        h.measure,
+        CASE WHEN n.by_hour THEN (h.hour + n.shift) % 24 ELSE -1 END AS slot,
+        CASE WHEN n.by_hour THEN (h.hour + n.shift) / 24 ELSE h.hour END AS period,
+        max(h.top) AS top,
+        min(h.bottom) AS bottom
+    FROM hourly AS h
+    CROSS JOIN (VALUES (true, -1), (true, 0), (true, 1), (false, 0)) AS n(by_hour, shift)
+    WHERE n.by_hour OR h.level = 'workload'
+    GROUP BY 1, 2, 3, 4, 5, 6
+),
+extremes AS (
+    SELECT
+        cluster,
+        level,
+        entity,
+        measure,
+        CAST(slot AS BIGINT) AS slot,
+        median(top) AS peak,
+        median(bottom) AS trough
+    FROM periods
+    GROUP BY cluster, level, entity, measure, slot
 )
-SELECT
-    cluster,
-    level,
-    entity,
-    measure,
-    CAST(slot AS BIGINT) AS slot,
-    CAST(max(total) AS BIGINT) AS spans,
-    min(CASE WHEN below * 100 >= total THEN bin END) AS q01,
-    min(CASE WHEN below * 4 >= total THEN bin END) AS q25,
-    min(CASE WHEN below * 2 >= total THEN bin END) AS q50,
-    min(CASE WHEN below * 4 >= total * 3 THEN bin END) AS q75,
-    min(CASE WHEN below * 100 >= total * 99 THEN bin END) AS q99
-FROM cumulative
-GROUP BY cluster, level, entity, measure, slot;
+SELECT q.cluster, q.level, q.entity, q.measure, q.slot, q.spans, q.q25, q.q50, q.q75, e.peak, e.trough
+FROM quantiles AS q
+JOIN extremes AS e
+  ON e.cluster = q.cluster
+ AND e.level = q.level
+ AND e.entity = q.entity
+ AND e.measure = q.measure
+ AND e.slot = q.slot;

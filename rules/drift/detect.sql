@@ -8,7 +8,7 @@ FROM levels;
 -- replica), else its workload's at that hour (a pod a rollout, a drain or a scale-out created
 -- minutes ago), else its workload's over all hours.
 CREATE OR REPLACE VIEW expectations AS
-SELECT cluster, pod, measure, slot, reference, reference_slot, history, q01, q25, q50, q75, q99
+SELECT cluster, pod, measure, slot, reference, reference_slot, history, q25, q50, q75, peak, trough
 FROM (
     SELECT
         w.cluster,
@@ -18,11 +18,11 @@ FROM (
         b.level AS reference,
         b.slot AS reference_slot,
         b.spans AS history,
-        b.q01,
         b.q25,
         b.q50,
         b.q75,
-        b.q99,
+        b.peak,
+        b.trough,
         row_number() OVER (PARTITION BY w.cluster, w.pod, w.measure, w.slot ORDER BY w.preference) AS choice
     FROM (
         SELECT
@@ -60,7 +60,7 @@ WHERE NOT EXISTS (
 
 -- Each bucket's excess over its expected level (the reference's median), in doublings, and the
 -- band it must leave to be hot: the floor, spread_factor robust standard deviations, and the
--- history's 99th (1st) percentile. Volumes are hot upwards only (a pod falling quiet is not an
+-- history's usual daily peak (trough). Volumes are hot upwards only (a pod falling quiet is not an
 -- attack); the balance both ways.
 CREATE OR REPLACE VIEW excess AS
 SELECT
@@ -80,8 +80,8 @@ SELECT
     r.history,
     r.q50 AS expected,
     l.level - r.q50 AS excess,
-    greatest(p.floor_doublings, p.spread_factor * (r.q75 - r.q25) / 1.349, r.q99 - r.q50) AS band_up,
-    greatest(p.floor_doublings, p.spread_factor * (r.q75 - r.q25) / 1.349, r.q50 - r.q01) AS band_down,
+    greatest(p.floor_doublings, p.spread_factor * (r.q75 - r.q25) / 1.349, r.peak - r.q50) AS band_up,
+    greatest(p.floor_doublings, p.spread_factor * (r.q75 - r.q25) / 1.349, r.q50 - r.trough) AS band_down,
     l.bytes >= p.min_bytes AS moves
 FROM levels AS l
 CROSS JOIN parameters AS p

@@ -20,18 +20,66 @@ cumulative AS (
                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS below,
         sum(spans) OVER (PARTITION BY cluster, level, entity, measure, slot) AS total
     FROM histograms
+),
+quantiles AS (
+    SELECT
+        cluster,
+        level,
+        entity,
+        measure,
+        CAST(slot AS BIGINT) AS slot,
+        CAST(max(total) AS BIGINT) AS spans,
+        min(CASE WHEN below * 4 >= total THEN bin END) AS q25,
+        min(CASE WHEN below * 2 >= total THEN bin END) AS q50,
+        min(CASE WHEN below * 4 >= total * 3 THEN bin END) AS q75
+    FROM cumulative
+    GROUP BY cluster, level, entity, measure, slot
+),
+hourly AS (
+    SELECT
+        r.cluster,
+        s.level,
+        CASE s.level WHEN 'pod' THEN r.pod ELSE r.workload END AS entity,
+        r.measure,
+        CAST(r.hour AS BIGINT) / 3600 AS hour,
+        max(r.bin) AS top,
+        min(r.bin) AS bottom
+    FROM rollups AS r
+    CROSS JOIN (VALUES ('pod'), ('workload')) AS s(level)
+    GROUP BY 1, 2, 3, 4, 5
+),
+periods AS (
+    SELECT
+        h.cluster,
+        h.level,
+        h.entity,
+        h.measure,
+        CASE WHEN n.by_hour THEN (h.hour + n.shift) % 24 ELSE -1 END AS slot,
+        CASE WHEN n.by_hour THEN (h.hour + n.shift) / 24 ELSE h.hour END AS period,
+        max(h.top) AS top,
+        min(h.bottom) AS bottom
+    FROM hourly AS h
+    CROSS JOIN (VALUES (true, -1), (true, 0), (true, 1), (false, 0)) AS n(by_hour, shift)
+    WHERE n.by_hour OR h.level = 'workload'
+    GROUP BY 1, 2, 3, 4, 5, 6
+),
+extremes AS (
+    SELECT
+        cluster,
+        level,
+        entity,
+        measure,
+        CAST(slot AS BIGINT) AS slot,
+        median(top) AS peak,
+        median(bottom) AS trough
+    FROM periods
+    GROUP BY cluster, level, entity, measure, slot
 )
-SELECT
-    cluster,
-    level,
-    entity,
-    measure,
-    CAST(slot AS BIGINT) AS slot,
-    CAST(max(total) AS BIGINT) AS spans,
-    min(CASE WHEN below * 100 >= total THEN bin END) AS q01,
-    min(CASE WHEN below * 4 >= total THEN bin END) AS q25,
-    min(CASE WHEN below * 2 >= total THEN bin END) AS q50,
-    min(CASE WHEN below * 4 >= total * 3 THEN bin END) AS q75,
-    min(CASE WHEN below * 100 >= total * 99 THEN bin END) AS q99
-FROM cumulative
-GROUP BY cluster, level, entity, measure, slot
+SELECT q.cluster, q.level, q.entity, q.measure, q.slot, q.spans, q.q25, q.q50, q.q75, e.peak, e.trough
+FROM quantiles AS q
+JOIN extremes AS e
+  ON e.cluster = q.cluster
+ AND e.level = q.level
+ AND e.entity = q.entity
+ AND e.measure = q.measure
+ AND e.slot = q.slot;

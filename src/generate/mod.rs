@@ -265,7 +265,14 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
     let mut place = |kind: ScenarioKind, during: std::ops::Range<i64>, rng: &mut ChaCha8Rng| {
         let cluster = rng.random_range(0..clusters.len());
         let pods = &clusters[cluster].pods;
-        let free = |i: usize| plan[cluster][i].is_empty();
+        // A pod takes an attack only when nothing else is injected into it within an hour of
+        // it (so each label is the pod's only change then), whatever it had at other times.
+        let free = |i: usize, over: std::ops::Range<i64>| {
+            !plan[cluster][i].iter().any(|injection| {
+                injection.during.start < over.end + HOUR_MS
+                    && injection.during.end + HOUR_MS > over.start
+            })
+        };
         match kind {
             ScenarioKind::Surge => {
                 // Every replica of one Deployment that has two or more through the stretch.
@@ -306,7 +313,7 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
                         pods[i].workload == Workload::CronJob
                             && pods[i].alive.start >= during.start
                             && pods[i].alive.end <= during.end
-                            && free(i)
+                            && free(i, pods[i].alive.clone())
                     })
                     .collect();
                 if let Some(&i) = candidates.get(rng.random_range(0..candidates.len().max(1))) {
@@ -322,7 +329,7 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
                         pods[i].workload == Workload::Deployment
                             && during.contains(&pods[i].alive.start)
                             && pods[i].alive.end - pods[i].alive.start >= 2 * HOUR_MS
-                            && free(i)
+                            && free(i, pods[i].alive.start..pods[i].alive.start + 2 * HOUR_MS)
                     })
                     .collect();
                 if let Some(&i) = candidates.get(rng.random_range(0..candidates.len().max(1))) {
@@ -339,7 +346,7 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
                         p.workload != Workload::CronJob
                             && p.alive.start <= during.start
                             && p.alive.end >= during.end
-                            && free(i)
+                            && free(i, during.clone())
                             && (kind != ScenarioKind::RatioFlip || {
                                 let ratio = p.profile.transmit_bps / p.profile.receive_bps;
                                 !(0.4..=2.5).contains(&ratio)
