@@ -32,6 +32,20 @@ fn is_template_hash(word: &str) -> bool {
         && word.bytes().any(|b| b.is_ascii_digit())
 }
 
+/// `names.SimpleNameGenerator` cuts a generated name's base to 58 characters (63, a DNS label,
+/// less the suffix): a long owner's pods lose the end of their hash, or of the owner's name.
+const MAX_GENERATED_BASE: usize = 58;
+
+/// The base of a generated name that was cut to fit: 63 characters, a suffix after a base
+/// that does not end at a `-`.
+fn truncated_base(pod: &str) -> Option<&str> {
+    let (base, suffix) = (
+        pod.get(..MAX_GENERATED_BASE)?,
+        pod.get(MAX_GENERATED_BASE..)?,
+    );
+    (is_generated_suffix(suffix) && !base.ends_with('-')).then_some(base)
+}
+
 fn is_ordinal(word: &str) -> bool {
     !word.is_empty() && word.bytes().all(|b| b.is_ascii_digit())
 }
@@ -46,6 +60,8 @@ fn split_last(name: &str) -> Option<(&str, &str)> {
 /// - a generated name ends in 5 safe-alphabet characters, after a ReplicaSet's pod-template hash
 ///   (Deployment) or a Job's scheduled minute (CronJob), both dropped: `web-7d9f5b8c4d-x2kqp`,
 ///   `fluent-bit-x2kqp` and `db-backup-29538720-x2kqp` → `web`, `fluent-bit`, `db-backup`;
+/// - a generated name cut to 63 characters drops the cut word, a hash's head or a part of a long
+///   owner's name, so that every pod of the owner names it alike;
 /// - a StatefulSet pod ends in its ordinal: `postgres-0` → `postgres`;
 /// - anything else is its own workload. A workload is never empty.
 pub fn workload_name<'a>(pod: &'a str, node: &str) -> &'a str {
@@ -54,6 +70,9 @@ pub fn workload_name<'a>(pod: &'a str, node: &str) -> &'a str {
         && !head.is_empty()
     {
         return head;
+    }
+    if let Some(base) = truncated_base(pod) {
+        return split_last(base).map_or(base, |(owner, _)| owner);
     }
     match split_last(pod) {
         Some((head, last)) if is_generated_suffix(last) => match split_last(head) {
@@ -181,6 +200,28 @@ mod tests {
             workload_name("frontend-2-7d9f5b8c4d-x2kqp", "n"),
             "frontend-2"
         );
+    }
+
+    #[test]
+    fn names_cut_to_63_characters_keep_their_owner() {
+        let owner = "customer-notification-preferences-reconciler-worker";
+        // The ReplicaSet's hash cut after 6 characters, then the 5-character suffix.
+        assert_eq!(workload_name(&format!("{owner}-6f9dfc29vrv"), "n"), owner);
+        assert_eq!(workload_name(&format!("{owner}-89fb7bmt792"), "n"), owner);
+        // A base of exactly 58 characters ending at its `-` was not cut.
+        let exact = format!("{}-7d9f5b8c4d-x2kqp", "a".repeat(46));
+        assert_eq!(exact.len(), 63);
+        assert_eq!(workload_name(&exact, "n"), "a".repeat(46));
+        // A DaemonSet whose own name is longer than the base: its pods share the cut name.
+        let long = format!("{}-agent-collector", "metrics".repeat(7));
+        let (a, b) = (
+            format!("{}x2kqp", &long[..58]),
+            format!("{}b7zz4", &long[..58]),
+        );
+        assert_eq!(workload_name(&a, "n"), workload_name(&b, "n"));
+        // A multi-byte character where the cut would fall is not a generated name.
+        let odd = format!("{}é{}", "a".repeat(57), "bcdf");
+        assert_eq!(workload_name(&odd, "n"), odd);
     }
 
     #[test]
