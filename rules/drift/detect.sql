@@ -24,7 +24,8 @@ FROM (
         b.peak,
         b.trough,
         row_number() OVER (PARTITION BY w.cluster, w.pod, w.measure, w.slot ORDER BY w.preference) AS choice
-    FROM (
+    FROM parameters AS p
+    CROSS JOIN (
         SELECT
             cluster,
             pod,
@@ -37,7 +38,6 @@ FROM (
         -- 1: the pod at this hour, 2: its workload at this hour, 3: its workload at all hours.
         FROM (SELECT *, unnest([1, 2, 3]) AS preference FROM slots)
     ) AS w
-    CROSS JOIN parameters AS p
     JOIN drift_baseline AS b
       ON b.cluster = w.cluster
      AND b.level = w.level
@@ -83,8 +83,8 @@ SELECT
     greatest(p.floor_doublings, p.spread_factor * (r.q75 - r.q25) / 1.349, r.peak - r.q50) AS band_up,
     greatest(p.floor_doublings, p.spread_factor * (r.q75 - r.q25) / 1.349, r.q50 - r.trough) AS band_down,
     l.bytes >= p.min_bytes AS moves
-FROM levels AS l
-CROSS JOIN parameters AS p
+FROM parameters AS p
+CROSS JOIN levels AS l
 JOIN expectations AS r
   ON r.cluster = l.cluster
  AND r.pod = l.pod
@@ -151,14 +151,14 @@ FROM hot;
 
 CREATE OR REPLACE VIEW persistent AS
 SELECT h.*
-FROM (
+FROM parameters AS p
+CROSS JOIN (
     SELECT
         *,
         max(hot_before) OVER (PARTITION BY cluster, pod, measure ORDER BY t
                               RANGE BETWEEN CURRENT ROW AND 590 FOLLOWING) AS hot_around
     FROM hot_counts
 ) AS h
-CROSS JOIN parameters AS p
 WHERE h.hot_around >= p.persistence_hot;
 
 -- What an analyst needs to judge each measure that fired on a pod: observed and expected

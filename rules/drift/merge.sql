@@ -9,8 +9,8 @@ WITH histograms AS (
         CASE WHEN s.by_hour THEN (r.hour / 3600) % 24 ELSE -1 END AS slot,
         r.bin,
         sum(r.spans) AS spans
-    FROM rollups AS r
-    CROSS JOIN (VALUES ('pod', true), ('workload', true), ('workload', false)) AS s(level, by_hour)
+    FROM (VALUES ('pod', true), ('workload', true), ('workload', false)) AS s(level, by_hour)
+    CROSS JOIN rollups AS r
     GROUP BY 1, 2, 3, 4, 5, 6
 ),
 cumulative AS (
@@ -44,8 +44,8 @@ hourly AS (
         CAST(r.hour AS BIGINT) / 3600 AS hour,
         max(r.bin) AS top,
         min(r.bin) AS bottom
-    FROM rollups AS r
-    CROSS JOIN (VALUES ('pod'), ('workload')) AS s(level)
+    FROM (VALUES ('pod'), ('workload')) AS s(level)
+    CROSS JOIN rollups AS r
     GROUP BY 1, 2, 3, 4, 5
 ),
 periods AS (
@@ -58,8 +58,8 @@ periods AS (
         CASE WHEN n.by_hour THEN (h.hour + n.shift) / 24 ELSE h.hour END AS period,
         max(h.top) AS top,
         min(h.bottom) AS bottom
-    FROM hourly AS h
-    CROSS JOIN (VALUES (true, -1), (true, 0), (true, 1), (false, 0)) AS n(by_hour, shift)
+    FROM (VALUES (true, -1), (true, 0), (true, 1), (false, 0)) AS n(by_hour, shift)
+    CROSS JOIN hourly AS h
     WHERE n.by_hour OR h.level = 'workload'
     GROUP BY 1, 2, 3, 4, 5, 6
 ),
