@@ -19,7 +19,7 @@ done
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/iodrift-target}"
 cache="${IODRIFT_BENCH_DIR:-$HOME/.cache/iodrift-bench}"
-store="$cache/store-v6-s220-r3-h168-seed1"
+store="$cache/store-v7-s220-r3-h168-seed1"
 [ -d "$store" ] || benches/run.sh --runs 1 --engines iodrift --tasks write >/dev/null
 cargo build --release --locked
 iodrift="$CARGO_TARGET_DIR/release/iodrift"

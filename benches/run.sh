@@ -44,8 +44,8 @@ if [ ! -x "$cache/venv/bin/python" ]; then
 fi
 "$cache/venv/bin/python" -c 'import duckdb' 2>/dev/null || "$cache/venv/bin/pip" install --quiet duckdb
 
-# v6: the generator of #20 (benign changes, attack kinds, CronJobs) writes other rows than v5.
-store="$cache/store-v6-s$services-r$replicas-h$hours-seed$seed"
+# v7: the generator of #20 (benign changes, attack kinds, CronJobs attacked at most once in three days).
+store="$cache/store-v7-s$services-r$replicas-h$hours-seed$seed"
 if [ ! -f "$store.labels.json" ]; then
     rm -rf "$store.tmp"
     "$iodrift" generate --out "$store.tmp" --services "$services" --replicas "$replicas" \

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::lookup::Baseline;
 use crate::rollup::{self, Stale, Summary};
 use crate::rule::{Rule, Rules, Table};
-use crate::session::{Engine, Session, SessionBuilder, tables_context};
+use crate::session::{Engine, Held, Session, SessionBuilder, tables_context};
 use crate::store::{HourPartition, Store};
 use crate::time::Window;
 
@@ -49,6 +49,7 @@ pub async fn compute_over(
         .window(window)
         .rules(&Rules::of(rules))
         .engine(engine)
+        .hold(Held::Rollups)
         .build()
         .await?;
     session.warn_about_empty_hours();
@@ -266,16 +267,49 @@ async fn merge(table: &Arc<Table>, hours: Vec<RecordBatch>) -> Result<Baseline> 
     let Some(rollup) = &table.rollup else {
         return Err(Error::Usage(format!("{} has no rollup", table.name)));
     };
-    let Some(first) = hours.first() else {
+    if hours.is_empty() {
         return Ok(Baseline::empty(table));
     };
     let fail = |e: datafusion::error::DataFusionError| Error::Rule {
         path: rollup.merge_path.clone(),
         reason: e.strip_backtrace(),
     };
-    let all = datafusion::arrow::compute::concat_batches(&first.schema(), &hours)
+    let hours = hours
+        .iter()
+        .map(without_dictionaries)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| fail(e.into()))?;
+    let all = datafusion::arrow::compute::concat_batches(&hours[0].schema(), &hours)
         .map_err(|e| fail(e.into()))?;
     let ctx = tables_context(&[("rollups", all)])?;
     let frame = ctx.sql(&rollup.merge_sql).await.map_err(fail)?;
     collect_baseline(frame, table).await
+}
+
+/// `batch` with each dictionary column decoded to its values. Hours read back from their files
+/// and hours cut from one computed batch carry different dictionaries, which concatenate into
+/// one dictionary of every hour's values; the merge's grouping then encodes that whole
+/// dictionary for each batch it reads (a day's new hours beside stored ones took 170 s, not 4).
+fn without_dictionaries(batch: &RecordBatch) -> datafusion::arrow::error::Result<RecordBatch> {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        match field.data_type() {
+            DataType::Dictionary(_, values) => {
+                columns.push(datafusion::arrow::compute::cast(column, values)?);
+                fields.push(Arc::new(Field::new(
+                    field.name(),
+                    values.as_ref().clone(),
+                    field.is_nullable(),
+                )));
+            }
+            _ => {
+                columns.push(column.clone());
+                fields.push(field.clone());
+            }
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }

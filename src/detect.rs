@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::finding;
 use crate::location::Location;
 use crate::rule::{Rule, Rules};
-use crate::session::{Engine, Session, SessionBuilder};
+use crate::session::{Engine, Held, Session, SessionBuilder};
 use crate::store::Store;
 use crate::time::Window;
 
@@ -32,6 +32,7 @@ impl Detection {
             .baselines(baselines, rules)
             .rules(&Rules::of(rules))
             .engine(engine)
+            .hold(Held::DetectionViews)
             .build()
             .await?;
         session.warn_about_empty_hours();

@@ -18,6 +18,7 @@ pub mod generate;
 pub mod ingest;
 pub mod location;
 pub mod lookup;
+pub mod materialized;
 pub mod object_stores;
 pub mod output;
 pub mod repl;

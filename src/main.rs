@@ -20,7 +20,7 @@ use iodrift::output::{Format, Stdout, write_batches};
 use iodrift::repl::Repl;
 use iodrift::rule::{Job, Rule, Rules, shared_window};
 use iodrift::schedule::{Config, Lease, lease};
-use iodrift::session::{Engine, SessionBuilder};
+use iodrift::session::{Engine, Held, SessionBuilder};
 use iodrift::store::Store;
 use iodrift::time::{Window, resolve, resolve_now, rfc3339};
 
@@ -699,6 +699,7 @@ async fn eval(args: EvalArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
             .baselines(baselines.clone(), &rules)
             .rules(&Rules::of(&rules))
             .engine(&args.engine.engine())
+            .hold(Held::DetectionViews)
             .build()
             .await?;
         let findings = iodrift::finding::collect(&session, &rules, None).await?;

@@ -66,6 +66,9 @@ pub struct RuleSpec {
     /// A view of the rule listing what it could not score in the window (too little history):
     /// `detect` counts its rows in its summary.
     pub unscored: Option<String>,
+    /// Views a detection computes once, on first use, and holds in memory for the rest of its
+    /// run, instead of once per reference (a view read by several others).
+    pub materialize: Vec<String>,
     /// The baseline tables the rule writes and reads.
     pub tables: Vec<Arc<Table>>,
     /// The default schedule of its jobs.
@@ -232,6 +235,8 @@ struct DetectionFile {
     min_buckets: i64,
     #[serde(default)]
     unscored: Option<String>,
+    #[serde(default)]
+    materialize: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -581,6 +586,7 @@ impl Rule {
             mitre_attack_id: file.risk.mitre_attack_ids.join(","),
             min_buckets: file.detection.min_buckets,
             unscored: file.detection.unscored,
+            materialize: file.detection.materialize,
             tables,
             schedule: file.schedule,
             digest,

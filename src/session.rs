@@ -4,18 +4,22 @@
 
 use std::sync::Arc;
 
+use std::collections::VecDeque;
+
 use datafusion::catalog::TableProvider;
+use datafusion::catalog::view::ViewTable;
 use datafusion::common::ScalarValue;
 use datafusion::common::config::Dialect;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col, lit};
-use datafusion::sql::parser::DFParserBuilder;
+use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
 
 use crate::engine::{register_functions, runtime_env};
 use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::lookup::Baseline;
+use crate::materialized::Materialized;
 use crate::rule::{FINDINGS_SQL, Rule, Rules, SHARED_SQL};
 use crate::store::{Scan, Store};
 use crate::table;
@@ -43,6 +47,22 @@ pub struct SessionBuilder {
     required: Vec<Rule>,
     rules: Option<Rules>,
     engine: Engine,
+    held: Held,
+}
+
+/// Which of the rules' views a session on one machine computes once, on first use, and holds in
+/// memory (a [`Materialized`] view) instead of once per query that reads them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Held {
+    /// None: every view is planned into each query that reads it.
+    #[default]
+    Nothing,
+    /// Each rule's `[detection] materialize` views: the views its findings read many times.
+    DetectionViews,
+    /// Each baseline table's rollup view: a baseline computed from raw rows may read it more
+    /// than once (drift's quantiles and extremes), and it holds no more rows than the rollups an
+    /// incremental baseline merges.
+    Rollups,
 }
 
 /// A ready DataFusion context, and what the store scan found.
@@ -65,7 +85,15 @@ impl SessionBuilder {
             required: Vec::new(),
             rules: None,
             engine: Engine::default(),
+            held: Held::Nothing,
         }
+    }
+
+    /// Holds the rules' views that `held` names in memory once computed (not on a cluster,
+    /// whose executors cannot share them).
+    pub fn hold(mut self, held: Held) -> SessionBuilder {
+        self.held = held;
+        self
     }
 
     /// Runs `rules` (default: the built-in ones), each in its own schema.
@@ -182,9 +210,13 @@ impl SessionBuilder {
                 .await
                 .map_err(|e| Error::query(name)(e))?;
         }
+        let held = match self.engine.cluster {
+            None => self.held,
+            Some(_) => Held::Nothing,
+        };
         let mut findings: Option<DataFrame> = None;
         for rule in rules.all() {
-            let frame = register_rule(&ctx, rule).await?;
+            let frame = register_rule(&ctx, rule, held).await?;
             findings = Some(match findings {
                 None => frame,
                 Some(all) => all.union(frame).map_err(|e| Error::Rule {
@@ -270,10 +302,39 @@ pub fn tables_context(
     let runtime = runtime_env(None, &Default::default(), None)?;
     let ctx = SessionContext::new_with_config_rt(session_config()?, runtime);
     register_functions(&mut ctx.state_ref().write())?;
+    let (partitions, rows) = {
+        let state = ctx.state();
+        (
+            state.config().target_partitions(),
+            state.config().batch_size(),
+        )
+    };
     for (name, batch) in tables {
-        register(&ctx, name, memory_table(name, batch.clone())?)?;
+        register(&ctx, name, sliced_table(name, batch, partitions, rows)?)?;
     }
     Ok(ctx)
+}
+
+/// `batch` as a table of `partitions` partitions of batches of `size` rows: one batch of
+/// millions of rows makes every operator above it work on millions of rows at once.
+fn sliced_table(
+    name: &str,
+    batch: &datafusion::arrow::array::RecordBatch,
+    partitions: usize,
+    size: usize,
+) -> Result<Arc<dyn TableProvider>> {
+    let size = size.max(1);
+    let count = partitions.max(1);
+    let mut sliced = vec![Vec::new(); count];
+    let slices = batch.num_rows().div_ceil(size);
+    for i in 0..slices {
+        let offset = i * size;
+        let length = size.min(batch.num_rows() - offset);
+        sliced[i % count].push(batch.slice(offset, length));
+    }
+    let table = datafusion::datasource::MemTable::try_new(batch.schema(), sliced)
+        .map_err(Error::query(format!("register table {name}")))?;
+    Ok(Arc::new(table))
 }
 
 fn register_metrics(
@@ -332,8 +393,10 @@ async fn client_context(
 }
 
 /// Creates `rule`'s schema, holding every table of `public` and the rule's row of `rules` as
-/// `rule`, runs the rule's SQL and then `sql/findings.sql` there, and returns its findings.
-async fn register_rule(ctx: &SessionContext, rule: &Rule) -> Result<DataFrame> {
+/// `rule`, runs the rule's SQL and then `sql/findings.sql` there, and returns its findings. The
+/// views that `held` names become [`Materialized`] as soon as their statement has run, so the
+/// views created after them read them as held.
+async fn register_rule(ctx: &SessionContext, rule: &Rule, held: Held) -> Result<DataFrame> {
     let fail = |path: &str, e: datafusion::error::DataFusionError| Error::Rule {
         path: path.to_string(),
         reason: e.strip_backtrace(),
@@ -364,30 +427,81 @@ async fn register_rule(ctx: &SessionContext, rule: &Rule) -> Result<DataFrame> {
         .map_err(|e| fail(&rule.origin, e))?;
     ctx.catalog("iodrift")
         .ok_or_else(|| Error::Usage("the session has no catalog iodrift".into()))?
-        .register_schema(&rule.namespace, schema)
+        .register_schema(&rule.namespace, schema.clone())
         .map_err(|e| fail(&rule.origin, e))?;
 
+    let held_views: Vec<&str> = match held {
+        Held::Nothing => Vec::new(),
+        Held::DetectionViews => rule.materialize.iter().map(String::as_str).collect(),
+        Held::Rollups => rule
+            .tables
+            .iter()
+            .filter_map(|t| t.rollup.as_ref().map(|r| r.view.as_str()))
+            .collect(),
+    };
     set_default_schema(ctx, &rule.namespace);
     let mut result = Ok(());
-    for (path, sql) in rule
+    'files: for (path, sql) in rule
         .sql
         .iter()
         .map(|(p, s)| (p.as_str(), s.as_str()))
         .chain([FINDINGS_SQL])
     {
-        if let Err(e) = run_script(ctx, sql).await {
-            result = Err(fail(path, e));
-            break;
+        let statements = match parse_script(ctx, sql) {
+            Ok(statements) => statements,
+            Err(e) => {
+                result = Err(fail(path, e));
+                break;
+            }
+        };
+        for statement in statements {
+            if let Err(e) = run_statement(ctx, statement).await {
+                result = Err(fail(path, e));
+                break 'files;
+            }
+            if let Err(e) = hold_views(&schema, &held_views).await {
+                result = Err(fail(path, e));
+                break 'files;
+            }
         }
     }
     set_default_schema(ctx, "public");
     result?;
+    for name in &rule.materialize {
+        if !schema.table_exist(name) {
+            return Err(Error::Rule {
+                path: rule.origin.clone(),
+                reason: format!(
+                    "detection.materialize names {name:?}, which the rule's SQL does not create"
+                ),
+            });
+        }
+    }
     ctx.table(datafusion::common::TableReference::partial(
         rule.namespace.as_str(),
         "findings",
     ))
     .await
     .map_err(|e| fail(&rule.origin, e))
+}
+
+/// Replaces each view of `schema` named in `names` by a [`Materialized`] view of its plan.
+async fn hold_views(
+    schema: &MemorySchemaProvider,
+    names: &[&str],
+) -> datafusion::error::Result<()> {
+    for name in names {
+        let Some(table) = schema.table(name).await? else {
+            continue;
+        };
+        let Some(view) = table.downcast_ref::<ViewTable>() else {
+            continue;
+        };
+        let held = Arc::new(Materialized::new(view.logical_plan().clone()));
+        schema.deregister_table(name)?;
+        schema.register_table(name.to_string(), held)?;
+    }
+    Ok(())
 }
 
 fn set_default_schema(ctx: &SessionContext, schema: &str) {
@@ -411,18 +525,31 @@ pub async fn run_script(
     ctx: &SessionContext,
     sql: &str,
 ) -> datafusion::error::Result<Vec<DataFrame>> {
+    let statements = parse_script(ctx, sql)?;
+    let mut frames = Vec::with_capacity(statements.len());
+    for statement in statements {
+        frames.push(run_statement(ctx, statement).await?);
+    }
+    Ok(frames)
+}
+
+/// The statements of `sql`, in the session's SQL dialect.
+fn parse_script(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<VecDeque<Statement>> {
     let dialect_name = ctx.state().config().options().sql_parser.dialect;
     let dialect = dialect_from_str(dialect_name).ok_or_else(|| {
         datafusion::error::DataFusionError::Plan(format!("unsupported SQL dialect {dialect_name}"))
     })?;
-    let statements = DFParserBuilder::new(sql)
+    DFParserBuilder::new(sql)
         .with_dialect(dialect.as_ref())
         .build()?
-        .parse_statements()?;
-    let mut frames = Vec::with_capacity(statements.len());
-    for statement in statements {
-        let plan = ctx.state().statement_to_plan(statement).await?;
-        frames.push(ctx.execute_logical_plan(plan).await?);
-    }
-    Ok(frames)
+        .parse_statements()
+}
+
+/// Plans `statement` and runs it if it is DDL; a query is left for the caller to collect.
+async fn run_statement(
+    ctx: &SessionContext,
+    statement: Statement,
+) -> datafusion::error::Result<DataFrame> {
+    let plan = ctx.state().statement_to_plan(statement).await?;
+    ctx.execute_logical_plan(plan).await
 }

@@ -358,6 +358,23 @@ fn a_broken_rule_folder_is_an_error_naming_its_file() {
         .assert()
         .failure()
         .stderr(contains("rule.toml").and(contains("missing field")));
+    // A held view that the rule's SQL never creates: the manifest's key and the name.
+    let held = dir.path().join("held");
+    std::fs::create_dir_all(&held).unwrap();
+    write_user_rule(&held);
+    let manifest = std::fs::read_to_string(held.join("tx-peak/rule.toml"))
+        .unwrap()
+        .replace("[detection]\n", "[detection]\nmaterialize = [\"nope\"]\n");
+    assert!(manifest.contains("materialize"), "{manifest}");
+    std::fs::write(held.join("tx-peak/rule.toml"), manifest).unwrap();
+    with_rules(&held)
+        .args(["detect", "--rule", "tx-peak", "--now", NOW, "--store"])
+        .arg(&generated.store)
+        .arg("--baselines")
+        .arg(dir.path())
+        .assert()
+        .failure()
+        .stderr(contains("detection.materialize").and(contains("\"nope\"")));
     // A name taken by a built-in rule.
     let clash = dir.path().join("clash");
     std::fs::create_dir_all(&clash).unwrap();

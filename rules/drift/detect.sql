@@ -6,9 +6,13 @@ FROM levels;
 -- Each pod's reference for a measure and slot, the first with enough history: the pod's own
 -- history at that hour (a long-lived pod keeps its name and role: a primary is not its
 -- replica), else its workload's at that hour (a pod a rollout, a drain or a scale-out created
--- minutes ago), else its workload's over all hours.
+-- minutes ago), else its workload's over all hours. Beside it, the band a bucket must leave to be
+-- hot: the floor, spread_factor robust standard deviations, and the history's usual daily peak
+-- (trough), in doublings; and the bytes a bucket must move.
 CREATE OR REPLACE VIEW expectations AS
-SELECT cluster, pod, measure, slot, reference, reference_slot, history, q25, q50, q75, peak, trough
+SELECT
+    cluster, pod, measure, slot, reference, reference_slot, history, q25, q50, q75, peak, trough,
+    band_up, band_down, min_bytes
 FROM (
     SELECT
         w.cluster,
@@ -23,6 +27,9 @@ FROM (
         b.q75,
         b.peak,
         b.trough,
+        greatest(p.floor_doublings, p.spread_factor * (b.q75 - b.q25) / 1.349, b.peak - b.q50) AS band_up,
+        greatest(p.floor_doublings, p.spread_factor * (b.q75 - b.q25) / 1.349, b.q50 - b.trough) AS band_down,
+        p.min_bytes,
         row_number() OVER (PARTITION BY w.cluster, w.pod, w.measure, w.slot ORDER BY w.preference) AS choice
     FROM parameters AS p
     CROSS JOIN (
@@ -58,10 +65,10 @@ WHERE NOT EXISTS (
     WHERE r.cluster = s.cluster AND r.pod = s.pod AND r.measure = s.measure AND r.slot = s.slot
 );
 
--- Each bucket's excess over its expected level (the reference's median), in doublings, and the
--- band it must leave to be hot: the floor, spread_factor robust standard deviations, and the
--- history's usual daily peak (trough). Volumes are hot upwards only (a pod falling quiet is not an
--- attack); the balance both ways.
+-- Each bucket's excess over its expected level (the reference's median), in doublings, beside its
+-- reference's band. Volumes are hot upwards only (a pod falling quiet is not an attack); the
+-- balance both ways. The parameters join the few expectations, not the many buckets: a filter
+-- on both sides of a CROSS JOIN becomes a nested-loop join over every bucket.
 CREATE OR REPLACE VIEW excess AS
 SELECT
     l.cluster,
@@ -80,11 +87,10 @@ SELECT
     r.history,
     r.q50 AS expected,
     l.level - r.q50 AS excess,
-    greatest(p.floor_doublings, p.spread_factor * (r.q75 - r.q25) / 1.349, r.peak - r.q50) AS band_up,
-    greatest(p.floor_doublings, p.spread_factor * (r.q75 - r.q25) / 1.349, r.q50 - r.trough) AS band_down,
-    l.bytes >= p.min_bytes AS moves
-FROM parameters AS p
-CROSS JOIN levels AS l
+    r.band_up,
+    r.band_down,
+    l.bytes >= r.min_bytes AS moves
+FROM levels AS l
 JOIN expectations AS r
   ON r.cluster = l.cluster
  AND r.pod = l.pod

@@ -31,6 +31,7 @@ pub use topology::{Cluster, Event, Pod, Workload};
 use traffic::{Injection, SCRAPE_MS};
 
 pub const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
 const MEMORY_METRIC: &str = "k8s.pod.memory.working_set";
 /// The detection window that the last hours' scenarios are placed in: ESCU's -70m..-10m.
 const FINAL_WINDOW_MS: (i64, i64) = (70 * 60_000, 10 * 60_000);
@@ -308,12 +309,28 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
                 }
             }
             ScenarioKind::JobExfiltration => {
+                // A CronJob's runs take at most one attack in any three days, so most of its
+                // history stays clean, as a real one's would (an hourly backup attacked in most
+                // of its runs teaches every baseline that the attack is its normal).
+                let cronjob = |i: usize| iodrift_udfs::workload_name(&pods[i].name, "");
+                let attacked_near = |i: usize| {
+                    (0..pods.len()).any(|j| {
+                        pods[j].workload == Workload::CronJob
+                            && cronjob(j) == cronjob(i)
+                            && plan[cluster][j].iter().any(|injection| {
+                                injection.kind == ScenarioKind::JobExfiltration
+                                    && injection.during.start < pods[i].alive.end + 3 * DAY_MS
+                                    && injection.during.end + 3 * DAY_MS > pods[i].alive.start
+                            })
+                    })
+                };
                 let candidates: Vec<usize> = (0..pods.len())
                     .filter(|&i| {
                         pods[i].workload == Workload::CronJob
                             && pods[i].alive.start >= during.start
                             && pods[i].alive.end <= during.end
                             && free(i, pods[i].alive.clone())
+                            && !attacked_near(i)
                     })
                     .collect();
                 if let Some(&i) = candidates.get(rng.random_range(0..candidates.len().max(1))) {
@@ -717,4 +734,48 @@ fn hour_batch(
     ];
     RecordBatch::try_new(store::schema(), columns)
         .expect("generated columns match the store schema")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cronjob_takes_at_most_one_attack_in_three_days() {
+        let spec = Spec {
+            clusters: 2,
+            services: 60,
+            replicas: 3,
+            start: "2026-03-01T00:00:00Z".parse().unwrap(),
+            hours: 24 * 14,
+            seed: 1,
+        };
+        let clusters: Vec<Cluster> = (0..spec.clusters as usize)
+            .map(|i| topology::cluster(&spec, i))
+            .collect();
+        let plan = plan_scenarios(&spec, &clusters);
+        let mut attacks: HashMap<(usize, &str), Vec<i64>> = HashMap::new();
+        for (c, (cluster, pods)) in clusters.iter().zip(&plan).enumerate() {
+            for (pod, injections) in cluster.pods.iter().zip(pods) {
+                for injection in injections {
+                    if injection.kind == ScenarioKind::JobExfiltration {
+                        attacks
+                            .entry((c, iodrift_udfs::workload_name(&pod.name, "")))
+                            .or_default()
+                            .push(injection.during.start);
+                    }
+                }
+            }
+        }
+        assert!(!attacks.is_empty(), "no Job exfiltration was placed");
+        for (cronjob, mut starts) in attacks {
+            starts.sort_unstable();
+            for pair in starts.windows(2) {
+                assert!(
+                    pair[1] - pair[0] >= 3 * DAY_MS,
+                    "{cronjob:?} attacked twice within three days: {starts:?}"
+                );
+            }
+        }
+    }
 }
