@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use std::collections::VecDeque;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::ScalarValue;
@@ -294,10 +295,10 @@ pub fn session_config() -> Result<SessionConfig> {
     Ok(config)
 }
 
-/// A context without a store: iodrift's functions and `tables`, for queries over rows already in
-/// memory (a rule's merge of its hourly rollups).
+/// A context without a store: iodrift's functions and `tables` (each its batches, of one
+/// schema), for queries over rows already in memory (a rule's merge of its hourly rollups).
 pub fn tables_context(
-    tables: &[(&str, datafusion::arrow::array::RecordBatch)],
+    tables: &[(&str, SchemaRef, Vec<datafusion::arrow::array::RecordBatch>)],
 ) -> Result<SessionContext> {
     let runtime = runtime_env(None, &Default::default(), None)?;
     let ctx = SessionContext::new_with_config_rt(session_config()?, runtime);
@@ -309,30 +310,38 @@ pub fn tables_context(
             state.config().batch_size(),
         )
     };
-    for (name, batch) in tables {
-        register(&ctx, name, sliced_table(name, batch, partitions, rows)?)?;
+    for (name, schema, batches) in tables {
+        register(
+            &ctx,
+            name,
+            sliced_table(name, schema, batches, partitions, rows)?,
+        )?;
     }
     Ok(ctx)
 }
 
-/// `batch` as a table of `partitions` partitions of batches of `size` rows: one batch of
-/// millions of rows makes every operator above it work on millions of rows at once.
+/// `batches` as a table of `partitions` partitions of batches of at most `size` rows: one batch
+/// of millions of rows makes every operator above it work on millions of rows at once, and
+/// concatenating many batches first would copy every row once more.
 fn sliced_table(
     name: &str,
-    batch: &datafusion::arrow::array::RecordBatch,
+    schema: &SchemaRef,
+    batches: &[datafusion::arrow::array::RecordBatch],
     partitions: usize,
     size: usize,
 ) -> Result<Arc<dyn TableProvider>> {
     let size = size.max(1);
     let count = partitions.max(1);
     let mut sliced = vec![Vec::new(); count];
-    let slices = batch.num_rows().div_ceil(size);
-    for i in 0..slices {
-        let offset = i * size;
-        let length = size.min(batch.num_rows() - offset);
-        sliced[i % count].push(batch.slice(offset, length));
+    let mut next = 0;
+    for batch in batches {
+        for offset in (0..batch.num_rows()).step_by(size) {
+            let length = size.min(batch.num_rows() - offset);
+            sliced[next % count].push(batch.slice(offset, length));
+            next += 1;
+        }
     }
-    let table = datafusion::datasource::MemTable::try_new(batch.schema(), sliced)
+    let table = datafusion::datasource::MemTable::try_new(schema.clone(), sliced)
         .map_err(Error::query(format!("register table {name}")))?;
     Ok(Arc::new(table))
 }

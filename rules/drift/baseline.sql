@@ -73,20 +73,28 @@ GROUP BY to_unixtime(date_trunc('hour', bucket)), cluster, pod, workload, measur
 -- (periodic work drifts across an hour's edge), and the median of those over the days (over
 -- the hours for slot -1). Work that recurs on most days (a nightly backup, a heavy tail's daily
 -- spikes) sets them; an episode of a few days (an attack in the history) does not, so the
--- history's attacks stay out of the band. merge.sql is this query over the stored hours
+-- history's attacks stay out of the band. Each pod's hours are added up by hour of day, and
+-- each pod-hour's extremes taken, once (pod_slots, pod_hours): the three levels then group
+-- those few rows, not every hour's bins three times over; counts add and maxima of maxima are
+-- maxima, so the answer is the same to the bit. merge.sql is this query over the stored hours
 -- (table `rollups` instead of view `rollup`).
 CREATE OR REPLACE VIEW baseline AS
-WITH histograms AS (
+WITH pod_slots AS (
+    SELECT cluster, pod, workload, measure, (hour / 3600) % 24 AS slot, bin, sum(spans) AS spans
+    FROM rollup
+    GROUP BY cluster, pod, workload, measure, (hour / 3600) % 24, bin
+),
+histograms AS (
     SELECT
         r.cluster,
         s.level,
         CASE s.level WHEN 'pod' THEN r.pod ELSE r.workload END AS entity,
         r.measure,
-        CASE WHEN s.by_hour THEN (r.hour / 3600) % 24 ELSE -1 END AS slot,
+        CASE WHEN s.by_hour THEN r.slot ELSE -1 END AS slot,
         r.bin,
         sum(r.spans) AS spans
     FROM (VALUES ('pod', true), ('workload', true), ('workload', false)) AS s(level, by_hour)
-    CROSS JOIN rollup AS r
+    CROSS JOIN pod_slots AS r
     GROUP BY 1, 2, 3, 4, 5, 6
 ),
 cumulative AS (
@@ -111,17 +119,22 @@ quantiles AS (
     FROM cumulative
     GROUP BY cluster, level, entity, measure, slot
 ),
+pod_hours AS (
+    SELECT cluster, pod, workload, measure, CAST(hour AS BIGINT) / 3600 AS hour, max(bin) AS top, min(bin) AS bottom
+    FROM rollup
+    GROUP BY cluster, pod, workload, measure, CAST(hour AS BIGINT) / 3600
+),
 hourly AS (
     SELECT
         r.cluster,
         s.level,
         CASE s.level WHEN 'pod' THEN r.pod ELSE r.workload END AS entity,
         r.measure,
-        CAST(r.hour AS BIGINT) / 3600 AS hour,
-        max(r.bin) AS top,
-        min(r.bin) AS bottom
+        r.hour,
+        max(r.top) AS top,
+        min(r.bottom) AS bottom
     FROM (VALUES ('pod'), ('workload')) AS s(level)
-    CROSS JOIN rollup AS r
+    CROSS JOIN pod_hours AS r
     GROUP BY 1, 2, 3, 4, 5
 ),
 periods AS (

@@ -1,16 +1,21 @@
 -- drift_baseline from the hours' stored histograms (table `rollups`): the `baseline` view's
 -- query over them, so a merged baseline has the very bits of a full recomputation.
-WITH histograms AS (
+WITH pod_slots AS (
+    SELECT cluster, pod, workload, measure, (hour / 3600) % 24 AS slot, bin, sum(spans) AS spans
+    FROM rollups
+    GROUP BY cluster, pod, workload, measure, (hour / 3600) % 24, bin
+),
+histograms AS (
     SELECT
         r.cluster,
         s.level,
         CASE s.level WHEN 'pod' THEN r.pod ELSE r.workload END AS entity,
         r.measure,
-        CASE WHEN s.by_hour THEN (r.hour / 3600) % 24 ELSE -1 END AS slot,
+        CASE WHEN s.by_hour THEN r.slot ELSE -1 END AS slot,
         r.bin,
         sum(r.spans) AS spans
     FROM (VALUES ('pod', true), ('workload', true), ('workload', false)) AS s(level, by_hour)
-    CROSS JOIN rollups AS r
+    CROSS JOIN pod_slots AS r
     GROUP BY 1, 2, 3, 4, 5, 6
 ),
 cumulative AS (
@@ -35,17 +40,22 @@ quantiles AS (
     FROM cumulative
     GROUP BY cluster, level, entity, measure, slot
 ),
+pod_hours AS (
+    SELECT cluster, pod, workload, measure, CAST(hour AS BIGINT) / 3600 AS hour, max(bin) AS top, min(bin) AS bottom
+    FROM rollups
+    GROUP BY cluster, pod, workload, measure, CAST(hour AS BIGINT) / 3600
+),
 hourly AS (
     SELECT
         r.cluster,
         s.level,
         CASE s.level WHEN 'pod' THEN r.pod ELSE r.workload END AS entity,
         r.measure,
-        CAST(r.hour AS BIGINT) / 3600 AS hour,
-        max(r.bin) AS top,
-        min(r.bin) AS bottom
+        r.hour,
+        max(r.top) AS top,
+        min(r.bottom) AS bottom
     FROM (VALUES ('pod'), ('workload')) AS s(level)
-    CROSS JOIN rollups AS r
+    CROSS JOIN pod_hours AS r
     GROUP BY 1, 2, 3, 4, 5
 ),
 periods AS (
