@@ -121,7 +121,10 @@ impl Baseline {
             .iter()
             .map(|c| CellBuilder::new(c.kind))
             .collect();
-        let mut seen: HashMap<Vec<String>, u64> = HashMap::new();
+        // Each row's key as its cells' lengths and bytes (no two keys alike), hashed fast: a
+        // drift lookup has hundreds of thousands of rows, read by every detection.
+        let mut seen: HashMap<Vec<u8>, u64, foldhash::fast::RandomState> = HashMap::default();
+        let mut key = Vec::new();
         for record in reader.records() {
             let record = record.map_err(|e| file_error(csv_reason(&e)))?;
             let line = record.position().map_or(0, |p| p.line());
@@ -130,11 +133,16 @@ impl Baseline {
                 row: line,
                 reason,
             };
-            let key: Vec<String> = key_columns.iter().map(|&i| record[i].to_string()).collect();
+            key.clear();
+            for &i in &key_columns {
+                key.extend_from_slice(&record[i].len().to_le_bytes());
+                key.extend_from_slice(record[i].as_bytes());
+            }
             if let Some(first) = seen.insert(key.clone(), line) {
+                let cells: Vec<&str> = key_columns.iter().map(|&i| &record[i]).collect();
                 return Err(row_error(format!(
                     "duplicate key {:?}, first on line {first}",
-                    key.join(",")
+                    cells.join(",")
                 )));
             }
             for (i, builder) in builders.iter_mut().enumerate() {

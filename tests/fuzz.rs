@@ -1072,6 +1072,25 @@ fn the_real_lookups_parse() {
     }
 }
 
+#[test]
+fn a_lookup_row_whose_key_repeats_an_earlier_one_is_named() {
+    for (i, bytes) in LOOKUPS.iter().enumerate() {
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let first_row = lines[1];
+        lines.push(first_row);
+        let repeated = lines.join("\n");
+        let error = Baseline::parse_csv("lookup.csv", repeated.as_bytes(), &table(i))
+            .err()
+            .expect("a repeated key is an error");
+        let message = error.to_string();
+        assert!(message.contains("lookup.csv"), "{message}");
+        assert!(message.contains(&format!("{}", lines.len())), "{message}");
+        assert!(message.contains("duplicate key"), "{message}");
+        assert!(message.contains("first on line 2"), "{message}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // iodrift.toml.
 // ---------------------------------------------------------------------------------------------
