@@ -1080,9 +1080,9 @@ fn a_lookup_row_whose_key_repeats_an_earlier_one_is_named() {
         let first_row = lines[1];
         lines.push(first_row);
         let repeated = lines.join("\n");
-        let error = Baseline::parse_csv("lookup.csv", repeated.as_bytes(), &table(i))
-            .err()
-            .expect("a repeated key is an error");
+        let Err(error) = Baseline::parse_csv("lookup.csv", repeated.as_bytes(), &table(i)) else {
+            panic!("a repeated key is an error");
+        };
         let message = error.to_string();
         assert!(message.contains("lookup.csv"), "{message}");
         assert!(message.contains(&format!("{}", lines.len())), "{message}");
