@@ -68,7 +68,9 @@ GROUP BY to_unixtime(date_trunc('hour', bucket)), cluster, pod, workload, measur
 
 -- drift_baseline: the hours' histograms added up per pod and hour of day (slot 0-23, UTC), per
 -- workload and hour of day, and per workload over all hours (slot -1), and read as quantiles:
--- the lowest bin whose cumulative count reaches the share. Beside them, the history's usual
+-- the lowest bin whose cumulative count reaches the share (weighted_quantile, an iodrift
+-- function: each group's few bins kept sorted, where a running sum OVER the bins would sort
+-- every bin of every group). Beside them, the history's usual
 -- extremes: for each day, the highest (lowest) bin of the slot's hour and its two neighbours
 -- (periodic work drifts across an hour's edge), and the median of those over the days (over
 -- the hours for slot -1). Work that recurs on most days (a nightly backup, a heavy tail's daily
@@ -84,40 +86,20 @@ WITH pod_slots AS (
     FROM rollup
     GROUP BY cluster, pod, workload, measure, (hour / 3600) % 24, bin
 ),
-histograms AS (
+quantiles AS (
     SELECT
         r.cluster,
         s.level,
         CASE s.level WHEN 'pod' THEN r.pod ELSE r.workload END AS entity,
         r.measure,
-        CASE WHEN s.by_hour THEN r.slot ELSE -1 END AS slot,
-        r.bin,
-        sum(r.spans) AS spans
+        CAST(CASE WHEN s.by_hour THEN r.slot ELSE -1 END AS BIGINT) AS slot,
+        sum(r.spans) AS spans,
+        weighted_quantile(r.bin, r.spans, 0.25) AS q25,
+        weighted_quantile(r.bin, r.spans, 0.5) AS q50,
+        weighted_quantile(r.bin, r.spans, 0.75) AS q75
     FROM (VALUES ('pod', true), ('workload', true), ('workload', false)) AS s(level, by_hour)
     CROSS JOIN pod_slots AS r
-    GROUP BY 1, 2, 3, 4, 5, 6
-),
-cumulative AS (
-    SELECT
-        *,
-        sum(spans) OVER (PARTITION BY cluster, level, entity, measure, slot ORDER BY bin
-                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS below,
-        sum(spans) OVER (PARTITION BY cluster, level, entity, measure, slot) AS total
-    FROM histograms
-),
-quantiles AS (
-    SELECT
-        cluster,
-        level,
-        entity,
-        measure,
-        CAST(slot AS BIGINT) AS slot,
-        CAST(max(total) AS BIGINT) AS spans,
-        min(CASE WHEN below * 4 >= total THEN bin END) AS q25,
-        min(CASE WHEN below * 2 >= total THEN bin END) AS q50,
-        min(CASE WHEN below * 4 >= total * 3 THEN bin END) AS q75
-    FROM cumulative
-    GROUP BY cluster, level, entity, measure, slot
+    GROUP BY 1, 2, 3, 4, 5
 ),
 pod_hours AS (
     SELECT cluster, pod, workload, measure, CAST(hour AS BIGINT) / 3600 AS hour, max(bin) AS top, min(bin) AS bottom

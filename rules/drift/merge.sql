@@ -5,40 +5,20 @@ WITH pod_slots AS (
     FROM rollups
     GROUP BY cluster, pod, workload, measure, (hour / 3600) % 24, bin
 ),
-histograms AS (
+quantiles AS (
     SELECT
         r.cluster,
         s.level,
         CASE s.level WHEN 'pod' THEN r.pod ELSE r.workload END AS entity,
         r.measure,
-        CASE WHEN s.by_hour THEN r.slot ELSE -1 END AS slot,
-        r.bin,
-        sum(r.spans) AS spans
+        CAST(CASE WHEN s.by_hour THEN r.slot ELSE -1 END AS BIGINT) AS slot,
+        sum(r.spans) AS spans,
+        weighted_quantile(r.bin, r.spans, 0.25) AS q25,
+        weighted_quantile(r.bin, r.spans, 0.5) AS q50,
+        weighted_quantile(r.bin, r.spans, 0.75) AS q75
     FROM (VALUES ('pod', true), ('workload', true), ('workload', false)) AS s(level, by_hour)
     CROSS JOIN pod_slots AS r
-    GROUP BY 1, 2, 3, 4, 5, 6
-),
-cumulative AS (
-    SELECT
-        *,
-        sum(spans) OVER (PARTITION BY cluster, level, entity, measure, slot ORDER BY bin
-                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS below,
-        sum(spans) OVER (PARTITION BY cluster, level, entity, measure, slot) AS total
-    FROM histograms
-),
-quantiles AS (
-    SELECT
-        cluster,
-        level,
-        entity,
-        measure,
-        CAST(slot AS BIGINT) AS slot,
-        CAST(max(total) AS BIGINT) AS spans,
-        min(CASE WHEN below * 4 >= total THEN bin END) AS q25,
-        min(CASE WHEN below * 2 >= total THEN bin END) AS q50,
-        min(CASE WHEN below * 4 >= total * 3 THEN bin END) AS q75
-    FROM cumulative
-    GROUP BY cluster, level, entity, measure, slot
+    GROUP BY 1, 2, 3, 4, 5
 ),
 pod_hours AS (
     SELECT cluster, pod, workload, measure, CAST(hour AS BIGINT) / 3600 AS hour, max(bin) AS top, min(bin) AS bottom

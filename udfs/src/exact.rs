@@ -28,6 +28,8 @@ use datafusion::logical_expr::{
 };
 use smallvec::SmallVec;
 
+use crate::groups::{GroupStates, HeapSize, selected};
+
 pub const EXACT_AVG_UDAF_NAME: &str = "exact_avg";
 pub const EXACT_STDDEV_SAMP_UDAF_NAME: &str = "exact_stddev_samp";
 pub const EXACT_M2_UDAF_NAME: &str = "exact_m2";
@@ -212,7 +214,9 @@ impl Moments {
             Statistic::Moments => None,
         }
     }
+}
 
+impl HeapSize for Moments {
     fn heap_size(&self) -> usize {
         self.sum.heap_size()
             + self
@@ -544,10 +548,7 @@ impl Accumulator for ExactAccumulator {
 struct ExactGroupsAccumulator {
     statistic: Statistic,
     input: Input,
-    groups: Vec<Moments>,
-    /// The heap bytes of `groups`, kept up to date so that `size` is O(1): DataFusion asks
-    /// after every batch.
-    heap: usize,
+    groups: GroupStates<Moments>,
 }
 
 impl ExactGroupsAccumulator {
@@ -555,39 +556,15 @@ impl ExactGroupsAccumulator {
         ExactGroupsAccumulator {
             statistic,
             input,
-            groups: Vec::new(),
-            heap: 0,
+            groups: GroupStates::default(),
         }
     }
 
     fn grow(&mut self, total_num_groups: usize) {
-        if self.groups.len() < total_num_groups {
-            let statistic = self.statistic;
-            let added = total_num_groups - self.groups.len();
-            self.groups
-                .resize_with(total_num_groups, || Moments::new(statistic));
-            self.heap += added * Moments::new(statistic).heap_size();
-        }
+        let statistic = self.statistic;
+        self.groups
+            .grow(total_num_groups, || Moments::new(statistic));
     }
-
-    /// Changes group `group` by `change`, keeping `heap` in step.
-    fn update(&mut self, group: usize, change: impl FnOnce(&mut Moments)) {
-        let moments = &mut self.groups[group];
-        let before = moments.heap_size();
-        change(moments);
-        self.heap = self.heap + moments.heap_size() - before;
-    }
-
-    /// Removes the groups `emit_to` asks for.
-    fn take(&mut self, emit_to: EmitTo) -> Vec<Moments> {
-        let taken = emit_to.take_needed(&mut self.groups);
-        self.heap -= taken.iter().map(Moments::heap_size).sum::<usize>();
-        taken
-    }
-}
-
-fn selected(filter: Option<&BooleanArray>, row: usize) -> bool {
-    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
 }
 
 impl GroupsAccumulator for ExactGroupsAccumulator {
@@ -603,7 +580,8 @@ impl GroupsAccumulator for ExactGroupsAccumulator {
         for (row, &group) in group_indices.iter().enumerate() {
             if selected(opt_filter, row) {
                 let mut result = Ok(());
-                self.update(group, |m| result = add_input(m, input, &values[0], row));
+                self.groups
+                    .update(group, |m| result = add_input(m, input, &values[0], row));
                 result?;
             }
         }
@@ -611,12 +589,12 @@ impl GroupsAccumulator for ExactGroupsAccumulator {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let groups = self.take(emit_to);
+        let groups = self.groups.take(emit_to);
         evaluate_groups(&groups, self.statistic)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let groups = self.take(emit_to);
+        let groups = self.groups.take(emit_to);
         Ok(state_arrays(groups.iter(), self.statistic))
     }
 
@@ -629,7 +607,7 @@ impl GroupsAccumulator for ExactGroupsAccumulator {
         check_state(values, self.statistic)?;
         self.grow(total_num_groups);
         for (row, &group) in group_indices.iter().enumerate() {
-            self.update(group, |m| merge_state(m, values, row));
+            self.groups.update(group, |m| merge_state(m, values, row));
         }
         Ok(())
     }
@@ -652,7 +630,7 @@ impl GroupsAccumulator for ExactGroupsAccumulator {
     }
 
     fn size(&self) -> usize {
-        self.groups.capacity() * size_of::<Moments>() + self.heap
+        self.groups.size()
     }
 }
 

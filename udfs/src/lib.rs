@@ -3,7 +3,9 @@
 
 mod anomaly;
 mod exact;
+mod groups;
 mod number;
+mod quantile;
 mod service;
 mod workload;
 
@@ -17,6 +19,7 @@ pub use exact::{
     EXACT_STDDEV_SAMP_UDAF_NAME, ExactAggregate, ExactSum, Input, Moments, Statistic, moments_type,
 };
 pub use number::{format_number, round_half_away_from_zero};
+pub use quantile::{Histogram, WEIGHTED_QUANTILE_UDAF_NAME, WeightedQuantile};
 pub use service::{K8S_SERVICE_UDF_NAME, K8sService, service_name};
 pub use workload::{K8S_WORKLOAD_UDF_NAME, K8sWorkload, workload_name};
 
@@ -40,6 +43,7 @@ pub fn all_aggregates() -> Vec<AggregateUDF> {
         ExactAggregate::sample_stdev(),
         ExactAggregate::m2(),
         ExactAggregate::moments(),
+        WeightedQuantile::udaf(),
     ];
     aggregates.extend(ExactAggregate::merging());
     aggregates

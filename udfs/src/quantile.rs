@@ -1,0 +1,426 @@
+//! `weighted_quantile(value, weight, share)`: the lowest value whose weight, with the weight of
+//! every lower value, reaches `share` of the total weight: a quantile of a histogram given as
+//! (bin, count) rows, exact and independent of row order and of how partial aggregates merge.
+//!
+//! Written by hand because DataFusion's quantiles either take no weights (`percentile_cont`,
+//! `median`) or are approximate (`approx_percentile_cont_with_weight`, a t-digest). SQL can say
+//! it with a running sum over the bins (`sum(...) OVER (... ORDER BY bin)`), but that sorts every
+//! bin of every group; this keeps each group's few distinct values in a small sorted list.
+
+use std::mem::size_of;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Float64Builder, ListArray, ListBuilder,
+    RecordBatch, UInt64Builder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, Schema};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::format_state_name;
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator,
+    Signature, Volatility,
+};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::groups::{GroupStates, HeapSize, selected};
+
+pub const WEIGHTED_QUANTILE_UDAF_NAME: &str = "weighted_quantile";
+
+/// Totals above this lose integer precision in a double, which the exact comparison relies on.
+const MAX_TOTAL: u64 = 1 << 53;
+
+/// The weights of distinct values, in increasing order of value (`f64::total_cmp`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    bins: Vec<(f64, u64)>,
+}
+
+impl Histogram {
+    /// Adds `weight` to `value`'s bin; a zero weight adds no bin.
+    pub fn add(&mut self, value: f64, weight: u64) {
+        if weight == 0 {
+            return;
+        }
+        match self.bins.binary_search_by(|(bin, _)| bin.total_cmp(&value)) {
+            Ok(found) => self.bins[found].1 += weight,
+            Err(at) => self.bins.insert(at, (value, weight)),
+        }
+    }
+
+    /// The lowest value whose cumulative weight reaches `share` of the total (exactly: `share`
+    /// times the total, as real numbers, at most the cumulative weight); `None` when empty.
+    pub fn quantile(&self, share: f64) -> Result<Option<f64>> {
+        let total: u64 = self.bins.iter().map(|(_, weight)| weight).sum();
+        if total == 0 {
+            return Ok(None);
+        }
+        if total > MAX_TOTAL {
+            return exec_err!(
+                "{WEIGHTED_QUANTILE_UDAF_NAME}: a total weight of {total} is above 2^53"
+            );
+        }
+        let mut below = 0u64;
+        for (value, weight) in &self.bins {
+            below += weight;
+            // share·total − below, rounded once: its sign is the exact difference's sign.
+            if share.mul_add(total as f64, -(below as f64)) <= 0.0 {
+                return Ok(Some(*value));
+            }
+        }
+        Ok(self.bins.last().map(|(value, _)| *value))
+    }
+}
+
+impl HeapSize for Histogram {
+    fn heap_size(&self) -> usize {
+        self.bins.capacity() * size_of::<(f64, u64)>()
+    }
+}
+
+/// The aggregate function; rows whose value or weight is null are ignored.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct WeightedQuantile {
+    signature: Signature,
+}
+
+impl Default for WeightedQuantile {
+    fn default() -> Self {
+        WeightedQuantile::new()
+    }
+}
+
+impl WeightedQuantile {
+    pub fn new() -> WeightedQuantile {
+        WeightedQuantile {
+            signature: Signature::exact(
+                vec![DataType::Float64, DataType::Int64, DataType::Float64],
+                Volatility::Immutable,
+            ),
+        }
+    }
+
+    pub fn udaf() -> AggregateUDF {
+        AggregateUDF::from(WeightedQuantile::new())
+    }
+}
+
+/// The share argument: a constant between 0 and 1.
+fn share_of(exprs: &[Arc<dyn PhysicalExpr>]) -> Result<f64> {
+    let Some(expr) = exprs.get(2) else {
+        return plan_err!("{WEIGHTED_QUANTILE_UDAF_NAME} takes (value, weight, share)");
+    };
+    let empty = RecordBatch::new_empty(Arc::new(Schema::empty()));
+    let share = match expr.evaluate(&empty) {
+        Ok(ColumnarValue::Scalar(ScalarValue::Float64(Some(share)))) => share,
+        _ => return plan_err!("{WEIGHTED_QUANTILE_UDAF_NAME}: the share must be a constant"),
+    };
+    if !(0.0..=1.0).contains(&share) {
+        return plan_err!(
+            "{WEIGHTED_QUANTILE_UDAF_NAME}: the share must be between 0 and 1, not {share}"
+        );
+    }
+    Ok(share)
+}
+
+fn values_type() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Float64, false)))
+}
+
+fn weights_type() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::UInt64, false)))
+}
+
+impl AggregateUDFImpl for WeightedQuantile {
+    fn name(&self) -> &str {
+        WEIGHTED_QUANTILE_UDAF_NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![
+            Arc::new(Field::new(
+                format_state_name(args.name, "values"),
+                values_type(),
+                false,
+            )),
+            Arc::new(Field::new(
+                format_state_name(args.name, "weights"),
+                weights_type(),
+                false,
+            )),
+        ])
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(QuantileAccumulator {
+            share: share_of(args.exprs)?,
+            histogram: Histogram::default(),
+        }))
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(QuantileGroups {
+            share: share_of(args.exprs)?,
+            groups: GroupStates::default(),
+        }))
+    }
+}
+
+/// Row `row`'s value and weight, `None` when either is null; a negative weight is an error.
+fn input_row(values: &[ArrayRef], row: usize) -> Result<Option<(f64, u64)>> {
+    let value = values[0].as_primitive::<Float64Type>();
+    let weight = values[1].as_primitive::<Int64Type>();
+    if value.is_null(row) || weight.is_null(row) {
+        return Ok(None);
+    }
+    let Ok(w) = u64::try_from(weight.value(row)) else {
+        return exec_err!(
+            "{WEIGHTED_QUANTILE_UDAF_NAME}: weights must not be negative, not {}",
+            weight.value(row)
+        );
+    };
+    Ok(Some((value.value(row), w)))
+}
+
+/// The state columns of `histograms`: each one's values and weights, as two lists.
+fn state_arrays<'a>(histograms: impl Iterator<Item = &'a Histogram>) -> Vec<ArrayRef> {
+    let mut values = ListBuilder::new(Float64Builder::new())
+        .with_field(Arc::new(Field::new_list_field(DataType::Float64, false)));
+    let mut weights = ListBuilder::new(UInt64Builder::new())
+        .with_field(Arc::new(Field::new_list_field(DataType::UInt64, false)));
+    for histogram in histograms {
+        for (value, weight) in &histogram.bins {
+            values.values().append_value(*value);
+            weights.values().append_value(*weight);
+        }
+        values.append(true);
+        weights.append(true);
+    }
+    vec![Arc::new(values.finish()), Arc::new(weights.finish())]
+}
+
+/// The two state lists, checked.
+fn state_lists(states: &[ArrayRef]) -> Result<(&ListArray, &ListArray)> {
+    match (states.first(), states.get(1)) {
+        (Some(values), Some(weights)) => {
+            match (values.as_list_opt::<i32>(), weights.as_list_opt::<i32>()) {
+                (Some(v), Some(w))
+                    if v.value_type() == DataType::Float64
+                        && w.value_type() == DataType::UInt64 =>
+                {
+                    Ok((v, w))
+                }
+                _ => exec_err!("{WEIGHTED_QUANTILE_UDAF_NAME}: unexpected state columns"),
+            }
+        }
+        _ => exec_err!("{WEIGHTED_QUANTILE_UDAF_NAME}: unexpected state columns"),
+    }
+}
+
+/// Adds state row `row` to `histogram`.
+fn merge_row(histogram: &mut Histogram, values: &ListArray, weights: &ListArray, row: usize) {
+    let v = values.value(row);
+    let w = weights.value(row);
+    for (value, weight) in v.as_primitive::<Float64Type>().values().iter().zip(
+        w.as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+            .values(),
+    ) {
+        histogram.add(*value, *weight);
+    }
+}
+
+fn evaluate_all<'a>(
+    histograms: impl Iterator<Item = &'a Histogram>,
+    share: f64,
+) -> Result<ArrayRef> {
+    let result: Float64Array = histograms
+        .map(|h| h.quantile(share))
+        .collect::<Result<_>>()?;
+    Ok(Arc::new(result))
+}
+
+#[derive(Debug)]
+struct QuantileAccumulator {
+    share: f64,
+    histogram: Histogram,
+}
+
+impl Accumulator for QuantileAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        for row in 0..values[0].len() {
+            if let Some((value, weight)) = input_row(values, row)? {
+                self.histogram.add(value, weight);
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::Float64(self.histogram.quantile(self.share)?))
+    }
+
+    fn size(&self) -> usize {
+        size_of::<Self>() + self.histogram.heap_size()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        state_arrays(std::iter::once(&self.histogram))
+            .iter()
+            .map(|array| ScalarValue::try_from_array(array, 0))
+            .collect()
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let (values, weights) = state_lists(states)?;
+        for row in 0..values.len() {
+            if values.is_valid(row) && weights.is_valid(row) {
+                merge_row(&mut self.histogram, values, weights, row);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct QuantileGroups {
+    share: f64,
+    groups: GroupStates<Histogram>,
+}
+
+impl GroupsAccumulator for QuantileGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups.grow(total_num_groups, Histogram::default);
+        for (row, &group) in group_indices.iter().enumerate() {
+            if selected(opt_filter, row)
+                && let Some((value, weight)) = input_row(values, row)?
+            {
+                self.groups.update(group, |h| h.add(value, weight));
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let groups = self.groups.take(emit_to);
+        evaluate_all(groups.iter(), self.share)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let groups = self.groups.take(emit_to);
+        Ok(state_arrays(groups.iter()))
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        let (list_values, list_weights) = state_lists(values)?;
+        self.groups.grow(total_num_groups, Histogram::default);
+        for (row, &group) in group_indices.iter().enumerate() {
+            if list_values.is_valid(row) && list_weights.is_valid(row) {
+                self.groups
+                    .update(group, |h| merge_row(h, list_values, list_weights, row));
+            }
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let rows: Vec<Histogram> = (0..values[0].len())
+            .map(|row| {
+                let mut histogram = Histogram::default();
+                if selected(opt_filter, row)
+                    && let Some((value, weight)) = input_row(values, row)?
+                {
+                    histogram.add(value, weight);
+                }
+                Ok(histogram)
+            })
+            .collect::<Result<_>>()?;
+        Ok(state_arrays(rows.iter()))
+    }
+
+    fn size(&self) -> usize {
+        self.groups.size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn histogram(rows: &[(f64, u64)]) -> Histogram {
+        let mut h = Histogram::default();
+        rows.iter().for_each(|(v, w)| h.add(*v, *w));
+        h
+    }
+
+    #[test]
+    fn the_quantile_is_the_lowest_value_whose_cumulative_weight_reaches_the_share() {
+        // Weights 1, 2, 1 on 0, 1, 2: cumulative 1, 3, 4 of 4.
+        let h = histogram(&[(2.0, 1), (0.0, 1), (1.0, 2)]);
+        assert_eq!(h.quantile(0.25).unwrap(), Some(0.0));
+        assert_eq!(h.quantile(0.5).unwrap(), Some(1.0));
+        assert_eq!(h.quantile(0.75).unwrap(), Some(1.0));
+        assert_eq!(h.quantile(0.76).unwrap(), Some(2.0));
+        assert_eq!(h.quantile(1.0).unwrap(), Some(2.0));
+        assert_eq!(h.quantile(0.0).unwrap(), Some(0.0));
+    }
+
+    #[test]
+    fn repeated_values_add_up_and_zero_weights_add_nothing() {
+        let h = histogram(&[(-0.5, 3), (1.0, 0), (-0.5, 1), (4.0, 4)]);
+        assert_eq!(h, histogram(&[(-0.5, 4), (4.0, 4)]));
+        assert_eq!(h.quantile(0.5).unwrap(), Some(-0.5));
+        assert_eq!(h.quantile(0.51).unwrap(), Some(4.0));
+    }
+
+    #[test]
+    fn an_empty_histogram_has_no_quantile() {
+        assert_eq!(Histogram::default().quantile(0.5).unwrap(), None);
+        assert_eq!(histogram(&[(1.0, 0)]).quantile(0.5).unwrap(), None);
+    }
+
+    #[test]
+    fn shares_that_are_not_binary_fractions_compare_as_the_double_they_are() {
+        // The double nearest 1/3 is below it: a third of three equal weights is the first.
+        let h = histogram(&[(0.0, 1), (1.0, 1), (2.0, 1)]);
+        assert_eq!(h.quantile(1.0 / 3.0).unwrap(), Some(0.0));
+        // The double nearest 0.1 is above it: a tenth of ten equal weights is the second.
+        let tenths: Vec<(f64, u64)> = (0..10).map(|i| (f64::from(i), 1)).collect();
+        assert_eq!(histogram(&tenths).quantile(0.1).unwrap(), Some(1.0));
+    }
+
+    #[test]
+    fn a_total_beyond_a_doubles_integers_is_an_error() {
+        assert!(histogram(&[(0.0, MAX_TOTAL + 1)]).quantile(0.5).is_err());
+    }
+}
