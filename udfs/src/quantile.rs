@@ -423,4 +423,70 @@ mod tests {
     fn a_total_beyond_a_doubles_integers_is_an_error() {
         assert!(histogram(&[(0.0, MAX_TOTAL + 1)]).quantile(0.5).is_err());
     }
+
+    fn context() -> datafusion::prelude::SessionContext {
+        let config = datafusion::prelude::SessionConfig::new().with_target_partitions(4);
+        let ctx = datafusion::prelude::SessionContext::new_with_config(config);
+        crate::register_all(&ctx);
+        ctx
+    }
+
+    #[tokio::test]
+    async fn sql_gives_the_running_sums_answer_across_partial_aggregates() -> Result<()> {
+        // Groups of (bin, count) rows, bins repeated within a group, in four partitions: the
+        // quantiles equal the lowest bin whose running sum of counts reaches the share.
+        let rows: Vec<String> = (0..3000)
+            .map(|i: i64| {
+                let bin = f64::from(((i * 7919) % 23) as i32 - 11) / 8.0;
+                format!("({}, {bin:?}, {})", i % 13, 1 + (i * 31) % 5)
+            })
+            .collect();
+        let sql = format!(
+            "WITH t(g, bin, n) AS (VALUES {}), \
+             h AS (SELECT g, bin, sum(n) AS n FROM t GROUP BY g, bin), \
+             c AS (SELECT *, sum(n) OVER (PARTITION BY g ORDER BY bin ROWS BETWEEN UNBOUNDED \
+                   PRECEDING AND CURRENT ROW) AS below, sum(n) OVER (PARTITION BY g) AS total FROM h), \
+             windowed AS (SELECT g, min(CASE WHEN below * 4 >= total THEN bin END) AS q25, \
+                   min(CASE WHEN below * 2 >= total THEN bin END) AS q50, \
+                   min(CASE WHEN below * 4 >= total * 3 THEN bin END) AS q75 FROM c GROUP BY g), \
+             weighted AS (SELECT g, weighted_quantile(bin, n, 0.25) AS q25, \
+                   weighted_quantile(bin, n, 0.5) AS q50, weighted_quantile(bin, n, 0.75) AS q75 \
+                   FROM t GROUP BY g) \
+             SELECT count(*) AS groups, sum(CASE WHEN w.q25 = v.q25 AND w.q50 = v.q50 \
+                   AND w.q75 = v.q75 THEN 1 ELSE 0 END) AS same \
+             FROM weighted AS w JOIN windowed AS v USING (g)",
+            rows.join(", ")
+        );
+        let batches = context().sql(&sql).await?.collect().await?;
+        let groups = batches[0].column(0).as_primitive::<Int64Type>().value(0);
+        let same = batches[0].column(1).as_primitive::<Int64Type>().value(0);
+        assert_eq!((groups, same), (13, 13));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_share_that_is_not_a_constant_from_0_to_1_and_a_negative_weight_are_errors() {
+        let ctx = context();
+        for (sql, wanted) in [
+            (
+                "SELECT weighted_quantile(v, w, v) FROM (VALUES (1.0, 1)) AS t(v, w)",
+                "must be a constant",
+            ),
+            (
+                "SELECT weighted_quantile(v, w, 1.5) FROM (VALUES (1.0, 1)) AS t(v, w)",
+                "between 0 and 1",
+            ),
+            (
+                "SELECT weighted_quantile(v, w, 0.5) FROM (VALUES (1.0, -2)) AS t(v, w)",
+                "must not be negative",
+            ),
+        ] {
+            let result = match ctx.sql(sql).await {
+                Ok(frame) => frame.collect().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            let message = result.expect_err(sql).to_string();
+            assert!(message.contains(wanted), "{sql}: {message}");
+        }
+    }
 }
