@@ -70,9 +70,9 @@ GROUP BY to_unixtime(date_trunc('hour', bucket)), cluster, pod, workload, measur
 -- workload and hour of day, and per workload over all hours (slot -1), and read as quantiles:
 -- the lowest bin whose cumulative count reaches the share (weighted_quantile, an iodrift
 -- function: each group's few bins kept sorted, where a running sum OVER the bins would sort
--- every bin of every group). Beside them, the history's usual
--- extremes: for each day, the highest (lowest) bin of the slot's hour and its two neighbours
--- (periodic work drifts across an hour's edge), and the median of those over the days (over
+-- every bin of every group). Beside them, the history's usual extremes: for each day, the
+-- highest (lowest) bin of the slot's hour and its two neighbours (periodic work drifts across
+-- an hour's edge), and the median of those over the days (over
 -- the hours for slot -1). Work that recurs on most days (a nightly backup, a heavy tail's daily
 -- spikes) sets them; an episode of a few days (an attack in the history) does not, so the
 -- history's attacks stay out of the band. Each pod's hours are added up by hour of day, and
