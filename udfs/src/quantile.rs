@@ -182,20 +182,40 @@ impl AggregateUDFImpl for WeightedQuantile {
     }
 }
 
-/// Row `row`'s value and weight, `None` when either is null; a negative weight is an error.
-fn input_row(values: &[ArrayRef], row: usize) -> Result<Option<(f64, u64)>> {
-    let value = values[0].as_primitive::<Float64Type>();
-    let weight = values[1].as_primitive::<Int64Type>();
-    if value.is_null(row) || weight.is_null(row) {
-        return Ok(None);
+/// A batch's value and weight columns, read as their types once per batch.
+struct Inputs<'a> {
+    values: &'a Float64Array,
+    weights: &'a datafusion::arrow::array::Int64Array,
+}
+
+impl<'a> Inputs<'a> {
+    fn of(columns: &'a [ArrayRef]) -> Result<Inputs<'a>> {
+        match (
+            columns
+                .first()
+                .and_then(|c| c.as_primitive_opt::<Float64Type>()),
+            columns
+                .get(1)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>()),
+        ) {
+            (Some(values), Some(weights)) => Ok(Inputs { values, weights }),
+            _ => exec_err!("{WEIGHTED_QUANTILE_UDAF_NAME}: the arguments are not (double, bigint)"),
+        }
     }
-    let Ok(w) = u64::try_from(weight.value(row)) else {
-        return exec_err!(
-            "{WEIGHTED_QUANTILE_UDAF_NAME}: weights must not be negative, not {}",
-            weight.value(row)
-        );
-    };
-    Ok(Some((value.value(row), w)))
+
+    /// Row `row`'s value and weight, `None` when either is null; a negative weight is an error.
+    fn row(&self, row: usize) -> Result<Option<(f64, u64)>> {
+        if self.values.is_null(row) || self.weights.is_null(row) {
+            return Ok(None);
+        }
+        let weight = self.weights.value(row);
+        let Ok(w) = u64::try_from(weight) else {
+            return exec_err!(
+                "{WEIGHTED_QUANTILE_UDAF_NAME}: weights must not be negative, not {weight}"
+            );
+        };
+        Ok(Some((self.values.value(row), w)))
+    }
 }
 
 /// The state columns of `histograms`: each one's values and weights, as two lists.
@@ -263,8 +283,9 @@ struct QuantileAccumulator {
 
 impl Accumulator for QuantileAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        for row in 0..values[0].len() {
-            if let Some((value, weight)) = input_row(values, row)? {
+        let inputs = Inputs::of(values)?;
+        for row in 0..inputs.values.len() {
+            if let Some((value, weight)) = inputs.row(row)? {
                 self.histogram.add(value, weight);
             }
         }
@@ -311,10 +332,11 @@ impl GroupsAccumulator for QuantileGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
+        let inputs = Inputs::of(values)?;
         self.groups.grow(total_num_groups, Histogram::default);
         for (row, &group) in group_indices.iter().enumerate() {
             if selected(opt_filter, row)
-                && let Some((value, weight)) = input_row(values, row)?
+                && let Some((value, weight)) = inputs.row(row)?
             {
                 self.groups.update(group, |h| h.add(value, weight));
             }
@@ -354,11 +376,12 @@ impl GroupsAccumulator for QuantileGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let rows: Vec<Histogram> = (0..values[0].len())
+        let inputs = Inputs::of(values)?;
+        let rows: Vec<Histogram> = (0..inputs.values.len())
             .map(|row| {
                 let mut histogram = Histogram::default();
                 if selected(opt_filter, row)
-                    && let Some((value, weight)) = input_row(values, row)?
+                    && let Some((value, weight)) = inputs.row(row)?
                 {
                     histogram.add(value, weight);
                 }
