@@ -8,6 +8,17 @@
 -- span and lets each partition of the scan emit its spans as soon as an hour ends.
 -- Every mean and standard deviation of the rules uses exact_avg / exact_stddev_samp (crate
 -- iodrift-udfs): exact sums rounded once, so results never depend on row order or parallelism.
+-- The points stage 1 reads: the network IO metric, with every `by` field and a value.
+CREATE OR REPLACE VIEW network_io_points AS
+SELECT hour, cluster, pod, node, direction, time, value
+FROM metrics
+WHERE metric = 'k8s.pod.network.io'
+  AND cluster IS NOT NULL
+  AND pod IS NOT NULL
+  AND node IS NOT NULL
+  AND direction IS NOT NULL
+  AND value IS NOT NULL;
+
 CREATE OR REPLACE VIEW spans AS
 SELECT
     hour,
@@ -28,12 +39,6 @@ FROM (
         direction,
         date_bin(INTERVAL '10 seconds', time) AS bucket,
         exact_avg(value) AS io
-    FROM metrics
-    WHERE metric = 'k8s.pod.network.io'
-      AND cluster IS NOT NULL
-      AND pod IS NOT NULL
-      AND node IS NOT NULL
-      AND direction IS NOT NULL
-      AND value IS NOT NULL
+    FROM network_io_points
     GROUP BY hour, cluster, pod, node, direction, date_bin(INTERVAL '10 seconds', time)
 );

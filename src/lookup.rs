@@ -1,5 +1,10 @@
 //! Baseline tables as files: read from and written to `<table>.csv` (the manifest's columns in
 //! order, empty cell for null; for the ESCU rules, ESCU's lookups) with a Parquet twin.
+//!
+//! The CSV is the lookup (a user may edit it, as in Splunk); the twin holds the rows a parse of
+//! that CSV gives, with the CSV's SHA-256 in its footer. A reader that finds the CSV's digest
+//! there reads the twin (a few milliseconds where parsing a drift lookup takes a third of a
+//! second) and parses the CSV otherwise.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +15,10 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::file::metadata::KeyValue;
+use datafusion::parquet::file::properties::WriterProperties;
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::location::Location;
@@ -80,14 +89,47 @@ impl Baseline {
 
     /// Reads the table's lookup CSV from `dir`, or `None` when `dir` holds none: the header must
     /// be the table's columns, every cell must parse, and keys must be unique. Errors name the
-    /// file and the line.
+    /// file and the line. The rows come from the Parquet twin when its footer holds this CSV's
+    /// digest.
     pub async fn read_csv(dir: &Location, table: &Arc<Table>) -> Result<Option<Baseline>> {
         let name = Baseline::csv_file_name(table);
         let path = dir.display_at(&name);
         let Some(bytes) = dir.read(&name).await? else {
             return Ok(None);
         };
+        let digest = csv_digest(&bytes);
+        if let Some(batch) = Baseline::read_twin(dir, table, &digest).await {
+            return Ok(Some(Baseline {
+                table: table.clone(),
+                batch,
+            }));
+        }
         Baseline::parse_csv(&path, &bytes, table).map(Some)
+    }
+
+    /// The rows of the table's Parquet twin in `dir`, if its footer names the CSV of `digest` and
+    /// its schema is the table's; `None` otherwise (no twin, another CSV's, or unreadable).
+    async fn read_twin(dir: &Location, table: &Arc<Table>, digest: &str) -> Option<RecordBatch> {
+        let bytes = dir.read(&Baseline::parquet_file_name(table)).await.ok()??;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).ok()?;
+        let footer = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()?
+            .iter()
+            .find(|kv| kv.key == CSV_DIGEST_KEY)?
+            .value
+            .clone()?;
+        let schema = lookup_schema(table);
+        if footer != digest || builder.schema().fields() != schema.fields() {
+            return None;
+        }
+        let batches = builder
+            .build()
+            .ok()?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .ok()?;
+        concat_batches(&schema, &batches).ok()
     }
 
     /// Parses the lookup CSV `bytes` of `table`, read from `path`.
@@ -162,15 +204,34 @@ impl Baseline {
     }
 
     /// Writes `<table>.csv` and `<table>.parquet` into `dir`, each whole or not at all.
+    /// The twin holds what a reader parses from the CSV, under the CSV's digest; a CSV that no
+    /// reader would accept (say, keys alike) gets a twin without one, so readers report it.
     /// Returns their paths as a user reads them.
     pub async fn write(&self, dir: &Location) -> Result<Vec<String>> {
         let csv_name = Baseline::csv_file_name(&self.table);
-        dir.write(&csv_name, |file| self.write_csv(file)).await?;
+        let mut csv = Vec::new();
+        self.write_csv(&mut csv)
+            .map_err(Error::io(dir.display_at(&csv_name)))?;
+        let (twin, footer) = match Baseline::parse_csv(&csv_name, &csv, &self.table) {
+            Ok(parsed) => (
+                parsed.batch,
+                Some(vec![KeyValue::new(
+                    CSV_DIGEST_KEY.to_string(),
+                    csv_digest(&csv),
+                )]),
+            ),
+            Err(_) => (self.batch.clone(), None),
+        };
+        dir.write(&csv_name, |file| std::io::Write::write_all(file, &csv))
+            .await?;
         let parquet_name = Baseline::parquet_file_name(&self.table);
+        let properties = WriterProperties::builder()
+            .set_key_value_metadata(footer)
+            .build();
         dir.write(&parquet_name, |file| {
-            let mut writer = ArrowWriter::try_new(file, self.batch.schema(), None)
+            let mut writer = ArrowWriter::try_new(file, twin.schema(), Some(properties))
                 .map_err(std::io::Error::other)?;
-            writer.write(&self.batch).map_err(std::io::Error::other)?;
+            writer.write(&twin).map_err(std::io::Error::other)?;
             writer.close().map_err(std::io::Error::other)?;
             Ok(())
         })
@@ -203,6 +264,16 @@ impl Baseline {
     pub fn is_empty(&self) -> bool {
         self.batch.num_rows() == 0
     }
+}
+
+/// The footer key of a twin that holds the rows of the CSV with this SHA-256 (hex).
+const CSV_DIGEST_KEY: &str = "iodrift.csv_sha256";
+
+fn csv_digest(csv: &[u8]) -> String {
+    Sha256::digest(csv)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// One CSV cell: empty for null, numbers as ESCU writes them.
@@ -302,5 +373,123 @@ fn parse_integer(cell: &str) -> std::result::Result<Option<i64>, String> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 => Ok(Some(v as i64)),
         _ => Err(format!("{cell:?} is not an integer")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::location::S3Options;
+    use crate::rule::Rules;
+
+    fn drift_table() -> Arc<Table> {
+        Rules::built_in()
+            .unwrap()
+            .tables()
+            .find(|t| t.name == "drift_baseline")
+            .unwrap()
+            .clone()
+    }
+
+    fn baseline(table: &Arc<Table>, csv: &str) -> Baseline {
+        Baseline::parse_csv("test.csv", csv.as_bytes(), table).unwrap()
+    }
+
+    const HEADER: &str = "cluster,level,entity,measure,slot,spans,q25,q50,q75,peak,trough\n";
+
+    async fn written(csv: &str) -> (tempfile::TempDir, Location, Arc<Table>, Baseline) {
+        let table = drift_table();
+        let dir = tempfile::tempdir().unwrap();
+        let location =
+            Location::parse(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
+        let written = baseline(&table, csv);
+        written.write(&location).await.unwrap();
+        (dir, location, table, written)
+    }
+
+    #[tokio::test]
+    async fn the_twin_holds_what_the_csv_parses_to() {
+        let csv = format!("{HEADER}c,pod,web-1,inbound_network_io,3,800,1.5,2.25,3,4.125,0.1\n");
+        let (_dir, location, table, written) = written(&csv).await;
+        let bytes = location
+            .read("drift_baseline.parquet")
+            .await
+            .unwrap()
+            .unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        let footer = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap();
+        assert!(footer.iter().any(|kv| kv.key == CSV_DIGEST_KEY
+            && kv.value.as_deref() == Some(csv_digest(csv.as_bytes()).as_str())));
+        let read = Baseline::read_csv(&location, &table)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.batch, written.batch);
+    }
+
+    #[tokio::test]
+    async fn a_twin_is_read_only_under_its_csvs_digest() {
+        let original =
+            format!("{HEADER}c,pod,web-1,inbound_network_io,3,800,1.5,2.25,3,4.125,0.1\n");
+        let (dir, location, table, _) = written(&original).await;
+        // A twin under the CSV's digest is what readers get (here: other rows than the CSV's).
+        let other = baseline(
+            &table,
+            &format!("{HEADER}c,pod,web-2,inbound_network_io,3,900,1,2,3,4,0\n"),
+        );
+        let properties = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                CSV_DIGEST_KEY.to_string(),
+                csv_digest(original.as_bytes()),
+            )]))
+            .build();
+        let file = std::fs::File::create(dir.path().join("drift_baseline.parquet")).unwrap();
+        let mut writer =
+            ArrowWriter::try_new(file, other.batch.schema(), Some(properties)).unwrap();
+        writer.write(&other.batch).unwrap();
+        writer.close().unwrap();
+        let read = Baseline::read_csv(&location, &table)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.batch, other.batch);
+
+        // A user's edit of the CSV changes its digest: the CSV is read, the twin ignored.
+        let edited = original.replace(",800,", ",801,");
+        std::fs::write(dir.path().join("drift_baseline.csv"), &edited).unwrap();
+        let read = Baseline::read_csv(&location, &table)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.batch, baseline(&table, &edited).batch);
+
+        // ... and an edit that breaks the CSV is reported, whatever the twin holds.
+        let broken = format!("{edited}c,pod,web-1,inbound_network_io,3,1,1,1,1,1,1\n");
+        std::fs::write(dir.path().join("drift_baseline.csv"), &broken).unwrap();
+        let error = Baseline::read_csv(&location, &table).await.unwrap_err();
+        assert!(error.to_string().contains("duplicate key"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_csv_no_reader_accepts_gets_a_twin_without_a_digest() {
+        let table = drift_table();
+        let twice = baseline(
+            &table,
+            &format!("{HEADER}c,pod,web-1,inbound_network_io,3,800,1,2,3,4,0\n"),
+        );
+        let doubled = Baseline {
+            table: table.clone(),
+            batch: concat_batches(&twice.batch.schema(), [&twice.batch, &twice.batch]).unwrap(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let location =
+            Location::parse(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
+        doubled.write(&location).await.unwrap();
+        let error = Baseline::read_csv(&location, &table).await.unwrap_err();
+        assert!(error.to_string().contains("duplicate key"), "{error}");
     }
 }

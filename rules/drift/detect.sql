@@ -1,7 +1,14 @@
--- The hour-of-day slot of each pod and measure in the window, with the pod's workload.
+-- The hour-of-day slot of each pod and measure in the window, with the pod's workload, as
+-- plain strings: the joins with the lookup then convert these few rows, not the lookup's many.
 CREATE OR REPLACE VIEW slots AS
-SELECT DISTINCT cluster, pod, workload, measure, CAST(date_part('hour', bucket) AS BIGINT) AS slot
-FROM levels;
+SELECT
+    CAST(p.cluster AS VARCHAR) AS cluster,
+    CAST(p.pod AS VARCHAR) AS pod,
+    CAST(p.workload AS VARCHAR) AS workload,
+    CAST(m.measure AS VARCHAR) AS measure,
+    p.slot
+FROM measures AS m
+CROSS JOIN (SELECT DISTINCT cluster, pod, workload, slot FROM pod_levels) AS p;
 
 -- Each pod's reference for a measure and slot, the first with enough history: the pod's own
 -- history at that hour (a long-lived pod keeps its name and role: a primary is not its
@@ -77,7 +84,7 @@ SELECT
     l.service,
     l.workload,
     l.bucket,
-    to_unixtime(l.bucket) AS t,
+    l.t,
     l.measure,
     l.level,
     l.observed,
@@ -95,7 +102,7 @@ JOIN expectations AS r
   ON r.cluster = l.cluster
  AND r.pod = l.pod
  AND r.measure = l.measure
- AND r.slot = CAST(date_part('hour', l.bucket) AS BIGINT);
+ AND r.slot = l.slot;
 
 CREATE OR REPLACE VIEW history_hot AS
 SELECT *
@@ -113,15 +120,20 @@ SELECT
     h.pod,
     h.measure,
     h.t,
-    count(DISTINCT e.pod) AS siblings,
-    array_sort(array_agg(e.excess)) AS sibling_excesses
+    count(DISTINCT l.pod) AS siblings,
+    array_sort(array_agg(l.level - r.q50)) AS sibling_excesses
 FROM (SELECT *, unnest([t, t - 10, t - 20]) AS sibling_t FROM history_hot) AS h
-JOIN excess AS e
-  ON e.cluster = h.cluster
- AND e.workload = h.workload
- AND e.measure = h.measure
- AND e.t = h.sibling_t
-WHERE e.pod <> h.pod
+JOIN levels AS l
+  ON l.cluster = h.cluster
+ AND l.workload = h.workload
+ AND l.measure = h.measure
+ AND l.t = h.sibling_t
+JOIN expectations AS r
+  ON r.cluster = l.cluster
+ AND r.pod = l.pod
+ AND r.measure = l.measure
+ AND r.slot = l.slot
+WHERE l.pod <> h.pod
 GROUP BY h.cluster, h.pod, h.measure, h.t;
 
 -- Hot buckets: beyond the band against the pod's history, and beyond it against its siblings

@@ -4,9 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, DictionaryArray, Int32Builder, StringArray, StringBuilder,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Int32Type};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
@@ -84,8 +86,9 @@ pub fn workload_name<'a>(pod: &'a str, node: &str) -> &'a str {
     }
 }
 
-/// `k8s_workload(pod, node)`: strings of any encoding in, Utf8 out; each distinct (pod, node)
-/// of a batch is named once.
+/// `k8s_workload(pod, node)`: strings of any encoding in, a dictionary of workload names out;
+/// each distinct (pod, node) of a batch is named once, and a run of rows of one pod (the
+/// store's order) is looked up once.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct K8sWorkload {
     signature: Signature,
@@ -113,6 +116,45 @@ fn is_text(data_type: &DataType) -> bool {
     }
 }
 
+/// A string column as its distinct values and, per row, the index of its value (None: null).
+/// A dictionary's values are its own; a plain column's rows are numbered by first occurrence.
+struct Names {
+    values: StringArray,
+    rows: Vec<Option<usize>>,
+}
+
+impl Names {
+    fn of(array: &ArrayRef) -> Result<Names> {
+        if let Some(dictionary) = array.as_any_dictionary_opt() {
+            let values = cast(dictionary.values(), &DataType::Utf8)?
+                .as_string::<i32>()
+                .clone();
+            let keys = dictionary.normalized_keys();
+            let rows = (0..array.len())
+                .map(|row| {
+                    let key = keys[row];
+                    (array.is_valid(row) && values.is_valid(key)).then_some(key)
+                })
+                .collect();
+            return Ok(Names { values, rows });
+        }
+        let values = cast(array, &DataType::Utf8)?.as_string::<i32>().clone();
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        let rows = (0..values.len())
+            .map(|row| {
+                values
+                    .is_valid(row)
+                    .then(|| *first.entry(values.value(row)).or_insert(row))
+            })
+            .collect();
+        Ok(Names { values, rows })
+    }
+
+    fn value(&self, index: usize) -> &str {
+        self.values.value(index)
+    }
+}
+
 impl ScalarUDFImpl for K8sWorkload {
     fn name(&self) -> &str {
         K8S_WORKLOAD_UDF_NAME
@@ -136,7 +178,7 @@ impl ScalarUDFImpl for K8sWorkload {
     }
 
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
+        Ok(workload_type())
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -148,31 +190,51 @@ impl ScalarUDFImpl for K8sWorkload {
             (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_))
         );
         let rows = if scalar { 1 } else { args.number_rows };
-        let as_text = |value: &ColumnarValue| -> Result<ArrayRef> {
-            Ok(cast(&value.to_array(rows)?, &DataType::Utf8)?)
-        };
-        let (pods, nodes) = (as_text(pod)?, as_text(node)?);
-        let (pods, nodes) = (pods.as_string::<i32>(), nodes.as_string::<i32>());
-        let mut named: HashMap<(&str, &str), usize> = HashMap::new();
-        let mut workloads: Vec<&str> = Vec::new();
-        let result: StringArray = (0..rows)
-            .map(|row| {
-                if pods.is_null(row) {
-                    return None;
-                }
-                let pod = pods.value(row);
-                let node = if nodes.is_null(row) {
-                    ""
-                } else {
-                    nodes.value(row)
-                };
-                let index = *named.entry((pod, node)).or_insert_with(|| {
-                    workloads.push(workload_name(pod, node));
-                    workloads.len() - 1
-                });
-                Some(workloads[index])
-            })
-            .collect();
+        let (pods, nodes) = (
+            Names::of(&pod.to_array(rows)?)?,
+            Names::of(&node.to_array(rows)?)?,
+        );
+        let mut named: HashMap<(usize, Option<usize>), i32> = HashMap::new();
+        let mut index_of: HashMap<&str, i32> = HashMap::new();
+        let mut workloads = StringBuilder::new();
+        let mut previous: Option<((usize, Option<usize>), i32)> = None;
+        let mut keys = Int32Builder::with_capacity(rows);
+        for row in 0..rows {
+            let Some(pod) = pods.rows[row] else {
+                keys.append_null();
+                continue;
+            };
+            let pair = (pod, nodes.rows[row]);
+            let key = match previous {
+                Some((last, key)) if last == pair => key,
+                _ => match named.get(&pair) {
+                    Some(&key) => key,
+                    None => {
+                        let node = pair.1.map_or("", |n| nodes.value(n));
+                        let workload = workload_name(pods.value(pod), node);
+                        let key = match index_of.get(workload) {
+                            Some(&key) => key,
+                            None => {
+                                let Ok(key) = i32::try_from(index_of.len()) else {
+                                    return exec_err!(
+                                        "{K8S_WORKLOAD_UDF_NAME}: more than 2^31 workloads in one batch"
+                                    );
+                                };
+                                workloads.append_value(workload);
+                                index_of.insert(workload, key);
+                                key
+                            }
+                        };
+                        named.insert(pair, key);
+                        key
+                    }
+                },
+            };
+            previous = Some((pair, key));
+            keys.append_value(key);
+        }
+        let result =
+            DictionaryArray::<Int32Type>::try_new(keys.finish(), Arc::new(workloads.finish()))?;
         if scalar {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
                 &result, 0,
@@ -182,9 +244,101 @@ impl ScalarUDFImpl for K8sWorkload {
     }
 }
 
+/// What `k8s_workload` returns: the few workloads of a batch's many rows, each stored once.
+fn workload_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn invoke(pods: ArrayRef, nodes: ArrayRef) -> Vec<Option<String>> {
+        let rows = pods.len();
+        let args = ScalarFunctionArgs {
+            args: vec![ColumnarValue::Array(pods), ColumnarValue::Array(nodes)],
+            arg_fields: vec![
+                Arc::new(datafusion::arrow::datatypes::Field::new(
+                    "pod",
+                    DataType::Utf8,
+                    true,
+                )),
+                Arc::new(datafusion::arrow::datatypes::Field::new(
+                    "node",
+                    DataType::Utf8,
+                    true,
+                )),
+            ],
+            number_rows: rows,
+            return_field: Arc::new(datafusion::arrow::datatypes::Field::new(
+                "workload",
+                workload_type(),
+                true,
+            )),
+            config_options: Arc::new(datafusion::common::config::ConfigOptions::default()),
+        };
+        let ColumnarValue::Array(result) = K8sWorkload::new().invoke_with_args(args).unwrap()
+        else {
+            panic!("an array in, an array out");
+        };
+        assert_eq!(result.data_type(), &workload_type());
+        let text = cast(&result, &DataType::Utf8).unwrap();
+        text.as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn dictionaries_and_plain_strings_name_alike() {
+        let pods = [
+            Some("web-7d9f5b8c4d-x2kqp"),
+            Some("web-7d9f5b8c4d-x2kqp"),
+            Some("web-7d9f5b8c4d-b7zz4"),
+            None,
+            Some("kube-proxy-n1"),
+            Some("kube-proxy-n2"),
+            Some("postgres-0"),
+            Some("web-7d9f5b8c4d-x2kqp"),
+        ];
+        let nodes = [
+            Some("n1"),
+            Some("n1"),
+            Some("n2"),
+            Some("n1"),
+            Some("n1"),
+            Some("n2"),
+            None,
+            Some("n1"),
+        ];
+        let expected: Vec<Option<String>> = [
+            Some("web"),
+            Some("web"),
+            Some("web"),
+            None,
+            Some("kube-proxy"),
+            Some("kube-proxy"),
+            Some("postgres"),
+            Some("web"),
+        ]
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect();
+        let plain = |values: &[Option<&str>]| -> ArrayRef {
+            Arc::new(values.iter().copied().collect::<StringArray>())
+        };
+        let dictionary = |values: &[Option<&str>]| -> ArrayRef {
+            Arc::new(
+                values
+                    .iter()
+                    .copied()
+                    .collect::<DictionaryArray<Int32Type>>(),
+            )
+        };
+        assert_eq!(invoke(plain(&pods), plain(&nodes)), expected);
+        assert_eq!(invoke(dictionary(&pods), dictionary(&nodes)), expected);
+        assert_eq!(invoke(dictionary(&pods), plain(&nodes)), expected);
+    }
 
     #[test]
     fn controllers_name_their_pods() {
