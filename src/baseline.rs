@@ -16,7 +16,7 @@ use crate::lookup::Baseline;
 use crate::rollup::{self, Stale, Summary};
 use crate::rule::{Rule, Rules, Table};
 use crate::session::{Engine, Held, Session, SessionBuilder, tables_context};
-use crate::store::{HourPartition, Store};
+use crate::store::{HourPartition, Scan, Store};
 use crate::time::Window;
 
 /// How many rollup files are read at once.
@@ -92,20 +92,7 @@ pub async fn incremental(
     engine: &Engine,
     now: DateTime<Utc>,
 ) -> Result<(Vec<Baseline>, Summary)> {
-    // A bad DATAFUSION_* setting is an error even when every hour has a current rollup.
-    crate::session::session_config()?;
-    if !window.is_whole_hours() {
-        return Err(Error::Usage(
-            "an incremental baseline needs a window of whole hours; use --full".into(),
-        ));
-    }
-    let scan = store.scan_window(window).await?;
-    if scan.is_empty() && store.is_empty().await? {
-        return Err(Error::Store {
-            location: store.location().to_string(),
-            reason: "holds no dt=YYYY-MM-DD/hour=HH partitions".into(),
-        });
-    }
+    let scan = scan_whole_hours(store, window).await?;
     // Tables without a rollup are recomputed from the window's rows, in one session.
     let whole: Vec<&Arc<Table>> = rules
         .iter()
@@ -125,12 +112,7 @@ pub async fn incremental(
         }
     }
 
-    let rolled: Vec<(&Rule, &Arc<Table>, String)> = rules
-        .iter()
-        .flat_map(|rule| rule.tables.iter().map(move |table| (rule, table)))
-        .filter(|(_, table)| table.rollup.is_some())
-        .map(|(rule, table)| (rule, table, rollup::computed_by(rule, table)))
-        .collect();
+    let rolled = rolled_tables(rules);
     let mut summary = Summary::default();
     if !rolled.is_empty() {
         let hours = hourly_rollups(
@@ -154,6 +136,63 @@ pub async fn incremental(
         .filter_map(|t| computed.remove(&t.name))
         .collect();
     Ok((baselines, summary))
+}
+
+/// Stores the rollups of the window's closed hours (before `now`) of the rules' tables that
+/// have them, where the store holds none that is current: the schedule's hourly job, so that
+/// the next baseline merges every hour and computes none. `window` must be whole hours.
+pub async fn store_rollups(
+    store: &Store,
+    window: &Window,
+    rules: &[Rule],
+    engine: &Engine,
+    now: DateTime<Utc>,
+) -> Result<Summary> {
+    let scan = scan_whole_hours(store, window).await?;
+    let rolled = rolled_tables(rules);
+    let mut summary = Summary::default();
+    if !rolled.is_empty() {
+        hourly_rollups(
+            store,
+            &scan.partitions,
+            &rolled,
+            rules,
+            engine,
+            now,
+            &mut summary,
+        )
+        .await?;
+    }
+    Ok(summary)
+}
+
+/// The scan of `window`, which must be whole hours, of a store that holds some hour.
+async fn scan_whole_hours(store: &Store, window: &Window) -> Result<Scan> {
+    // A bad DATAFUSION_* setting is an error even when every hour has a current rollup.
+    crate::session::session_config()?;
+    if !window.is_whole_hours() {
+        return Err(Error::Usage(
+            "an incremental baseline needs a window of whole hours; use --full".into(),
+        ));
+    }
+    let scan = store.scan_window(window).await?;
+    if scan.is_empty() && store.is_empty().await? {
+        return Err(Error::Store {
+            location: store.location().to_string(),
+            reason: "holds no dt=YYYY-MM-DD/hour=HH partitions".into(),
+        });
+    }
+    Ok(scan)
+}
+
+/// The tables of `rules` that have hourly rollups, with their rule and what computes them.
+fn rolled_tables(rules: &[Rule]) -> Vec<(&Rule, &Arc<Table>, String)> {
+    rules
+        .iter()
+        .flat_map(|rule| rule.tables.iter().map(move |table| (rule, table)))
+        .filter(|(_, table)| table.rollup.is_some())
+        .map(|(rule, table)| (rule, table, rollup::computed_by(rule, table)))
+        .collect()
 }
 
 /// Each hour's rollup of each table of `rolled`, by hour: the stored ones that are current, the

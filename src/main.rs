@@ -191,7 +191,7 @@ fn baseline_windows(
     let now = resolve_now(now)?;
     let mut groups: Vec<(Window, Vec<Rule>)> = Vec::new();
     for rule in rules {
-        let defaults = rule.schedule.job(Job::Baseline);
+        let defaults = &rule.schedule.baseline;
         let window = Window::parse(
             earliest.unwrap_or(&defaults.earliest),
             latest.unwrap_or(&defaults.latest),

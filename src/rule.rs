@@ -163,35 +163,41 @@ pub struct JobDefaults {
     pub latest: String,
 }
 
-/// The default schedules of a rule's baseline and detection.
+/// The default schedules of a rule's baseline and detection, and optionally of storing its
+/// tables' hourly rollups as hours close (so that the baseline merges them and computes none).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
     pub baseline: JobDefaults,
     pub detect: JobDefaults,
+    #[serde(default)]
+    pub rollup: Option<JobDefaults>,
 }
 
 /// Which job of a rule's schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
+    Rollup,
     Baseline,
     Detect,
 }
 
 impl Schedule {
-    pub fn job(&self, job: Job) -> &JobDefaults {
+    /// The defaults of `job`; `None` for a rollup job the rule does not schedule.
+    pub fn job(&self, job: Job) -> Option<&JobDefaults> {
         match job {
-            Job::Baseline => &self.baseline,
-            Job::Detect => &self.detect,
+            Job::Rollup => self.rollup.as_ref(),
+            Job::Baseline => Some(&self.baseline),
+            Job::Detect => Some(&self.detect),
         }
     }
 }
 
 /// The default window (earliest, latest) of `job` that every rule of `rules` shares.
 pub fn shared_window(rules: &[Rule], job: Job) -> std::result::Result<(String, String), String> {
-    let mut windows = rules.iter().map(|r| {
-        let defaults = r.schedule.job(job);
-        (defaults.earliest.clone(), defaults.latest.clone())
+    let mut windows = rules.iter().filter_map(|r| {
+        let defaults = r.schedule.job(job)?;
+        Some((defaults.earliest.clone(), defaults.latest.clone()))
     });
     let first = windows.next().ok_or("no rule chosen")?;
     if windows.any(|w| w != first) {

@@ -32,12 +32,14 @@ struct ConfigFile {
     s3_endpoint: Option<String>,
     lease: Option<String>,
     #[serde(default)]
+    rollup: JobTable,
+    #[serde(default)]
     baseline: JobTable,
     #[serde(default)]
     detect: JobTable,
 }
 
-/// `[baseline]` or `[detect]`: every key optional.
+/// `[rollup]`, `[baseline]` or `[detect]`: every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JobTable {
@@ -54,9 +56,35 @@ struct JobTable {
     format: Option<String>,
 }
 
+impl JobTable {
+    /// Whether the file sets any key of the table.
+    fn is_set(&self) -> bool {
+        self.enabled.is_some()
+            || self.cron.is_some()
+            || self.earliest.is_some()
+            || self.latest.is_some()
+            || self.start.is_some()
+            || self.full.is_some()
+            || self.filter.is_some()
+            || self.format.is_some()
+    }
+
+    /// The table's cron and window, when it sets all three.
+    fn defaults(&self) -> Option<JobDefaults> {
+        Some(JobDefaults {
+            cron: self.cron.clone()?,
+            earliest: self.earliest.clone()?,
+            latest: self.latest.clone()?,
+        })
+    }
+}
+
 /// What a job does at each of its times.
 #[derive(Debug, Clone)]
 pub enum Task {
+    /// Stores the hourly rollups of the window's closed hours that the store lacks (or whose
+    /// files or logic changed), for the rules' next baseline to merge.
+    Rollup,
     /// Writes the lookups of the rules over the window to `baselines`.
     Baseline { full: bool },
     /// Writes each rule's findings over the window to one object under `findings`.
@@ -96,7 +124,8 @@ pub struct Config {
     pub engine: crate::session::Engine,
     /// How long a runner's claim on the store lasts without renewal.
     pub lease: Duration,
-    /// Enabled jobs, baselines first: at equal times a detection reads the fresh baseline.
+    /// Enabled jobs, rollups first and baselines next: at equal times a baseline merges the
+    /// fresh rollups and a detection reads the fresh baseline.
     pub jobs: Vec<Job>,
 }
 
@@ -173,6 +202,7 @@ impl Config {
         }
         let mut jobs = Vec::new();
         for (name, table, which) in [
+            ("rollup", &file.rollup, rule::Job::Rollup),
             ("baseline", &file.baseline, rule::Job::Baseline),
             ("detect", &file.detect, rule::Job::Detect),
         ] {
@@ -182,7 +212,15 @@ impl Config {
             // Rules sharing a schedule (after the file's overrides) run as one job.
             let mut groups: Vec<(JobDefaults, Vec<Rule>)> = Vec::new();
             for rule in &rules {
-                let defaults = rule.schedule.job(which);
+                // A rule schedules its rollups in its manifest; the file's [rollup] with a
+                // cron and a window schedules those of any rule whose tables have rollups.
+                let fallback = (which == rule::Job::Rollup
+                    && rule.tables.iter().any(|t| t.rollup.is_some()))
+                .then(|| table.defaults())
+                .flatten();
+                let Some(defaults) = rule.schedule.job(which).cloned().or(fallback) else {
+                    continue;
+                };
                 let effective = JobDefaults {
                     cron: table.cron.clone().unwrap_or(defaults.cron.clone()),
                     earliest: table.earliest.clone().unwrap_or(defaults.earliest.clone()),
@@ -192,6 +230,12 @@ impl Config {
                     Some((_, members)) => members.push(rule.clone()),
                     None => groups.push((effective, vec![rule.clone()])),
                 }
+            }
+            if groups.is_empty() && table.is_set() {
+                return Err(fail(format!(
+                    "[{name}]: no rule schedules a {name} job; give cron, earliest and latest \
+                     to store the rollups of every rule whose tables have them"
+                )));
             }
             let single = groups.len() == 1;
             for (defaults, members) in groups {
@@ -232,6 +276,15 @@ impl Job {
     ) -> std::result::Result<Job, String> {
         let key = |k: &str| format!("{name}.{k}");
         let task = match name {
+            "rollup" => {
+                if table.full.is_some() || table.filter.is_some() || table.format.is_some() {
+                    return Err(format!(
+                        "{}: full, filter and format belong to [baseline] and [detect]",
+                        key("full")
+                    ));
+                }
+                Task::Rollup
+            }
             "baseline" => {
                 if table.filter.is_some() || table.format.is_some() {
                     return Err(format!(
@@ -330,11 +383,20 @@ mod tests {
         assert_eq!(config.store.local(), Some(dir.path().join("s").as_path()));
         assert_eq!(config.rules.len(), 3);
         assert_eq!(config.lease, DEFAULT_LEASE);
-        let [drift_baseline, baseline, detect] = &config.jobs[..] else {
+        let [rollup, drift_baseline, baseline, detect] = &config.jobs[..] else {
             panic!(
-                "three jobs: drift's daily baseline, ESCU's weekly one, every rule's hourly detection"
+                "four jobs: drift's hourly rollups, its daily baseline, ESCU's weekly one, every \
+                 rule's hourly detection"
             )
         };
+        assert_eq!(rollup.name, "rollup");
+        assert!(matches!(rollup.task, Task::Rollup));
+        assert_eq!(rollup.rules.len(), 1);
+        let window = rollup.window(at("2026-03-08T05:05:00Z")).unwrap();
+        assert_eq!(
+            (window.earliest, window.latest),
+            (at("2026-03-08T02:00:00Z"), at("2026-03-08T05:00:00Z"))
+        );
         assert_eq!(baseline.rules.len(), 2);
         assert_eq!(baseline.name, "baseline-network-io-network-io-ratio");
         assert_eq!(drift_baseline.name, "baseline-drift");

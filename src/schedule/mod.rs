@@ -26,7 +26,7 @@ use crate::time::{Window, rfc3339};
 pub struct Output {
     /// The rule; for a baseline, the rule and its table.
     pub rule: String,
-    /// Lookup rows (keys) of a baseline, findings of a detection.
+    /// Lookup rows (keys) of a baseline, findings of a detection, hours computed by a rollup.
     pub rows: usize,
     pub object: String,
 }
@@ -111,6 +111,7 @@ async fn run(config: &Config, job: &Job, time: DateTime<Utc>) -> Result<Run> {
     let window = job.window(time)?;
     let store = Store::open(config.store.clone())?;
     let outputs = match &job.task {
+        Task::Rollup => rollup(config, &job.rules, store, window).await?,
         Task::Baseline { full } => baseline(config, &job.rules, store, window, *full).await?,
         Task::Detect { filter, format } => {
             detect(
@@ -131,6 +132,33 @@ async fn run(config: &Config, job: &Job, time: DateTime<Utc>) -> Result<Run> {
         seconds: started.elapsed().as_secs_f64(),
         outputs,
     })
+}
+
+/// Stores the window's missing rollups: one output per rule, its rows the hours computed.
+async fn rollup(
+    config: &Config,
+    rules: &[Rule],
+    store: Store,
+    window: Window,
+) -> Result<Vec<Output>> {
+    let object = store.place().display_at(crate::rollup::ROLLUP_DIR);
+    let summary =
+        crate::baseline::store_rollups(&store, &window, rules, &config.engine, Utc::now()).await?;
+    tracing::info!(
+        reused_hours = summary.reused,
+        rebuilt_hours = summary.rebuilt(),
+        rebuilt_because = summary.reasons(),
+        %object,
+        "hourly rollups stored"
+    );
+    Ok(rules
+        .iter()
+        .map(|rule| Output {
+            rule: rule.name.clone(),
+            rows: summary.rebuilt(),
+            object: object.clone(),
+        })
+        .collect())
 }
 
 async fn baseline(
