@@ -112,23 +112,12 @@ pub async fn incremental(
         }
     }
 
-    let rolled = rolled_tables(rules);
     let mut summary = Summary::default();
-    if !rolled.is_empty() {
-        let hours = hourly_rollups(
-            store,
-            &scan.partitions,
-            &rolled,
-            rules,
-            engine,
-            now,
-            &mut summary,
-        )
-        .await?;
-        for (i, (_, table, _)) in rolled.iter().enumerate() {
-            let batches: Vec<RecordBatch> = hours.values().map(|found| found[i].clone()).collect();
-            computed.insert(table.name.clone(), merge(table, batches).await?);
-        }
+    let (rolled, hours) =
+        hourly_rollups(store, &scan.partitions, rules, engine, now, &mut summary).await?;
+    for (i, (_, table, _)) in rolled.iter().enumerate() {
+        let batches: Vec<RecordBatch> = hours.values().map(|found| found[i].clone()).collect();
+        computed.insert(table.name.clone(), merge(table, batches).await?);
     }
     let baselines = rules
         .iter()
@@ -149,20 +138,8 @@ pub async fn store_rollups(
     now: DateTime<Utc>,
 ) -> Result<Summary> {
     let scan = scan_whole_hours(store, window).await?;
-    let rolled = rolled_tables(rules);
     let mut summary = Summary::default();
-    if !rolled.is_empty() {
-        hourly_rollups(
-            store,
-            &scan.partitions,
-            &rolled,
-            rules,
-            engine,
-            now,
-            &mut summary,
-        )
-        .await?;
-    }
+    hourly_rollups(store, &scan.partitions, rules, engine, now, &mut summary).await?;
     Ok(summary)
 }
 
@@ -185,8 +162,10 @@ async fn scan_whole_hours(store: &Store, window: &Window) -> Result<Scan> {
     Ok(scan)
 }
 
-/// The tables of `rules` that have hourly rollups, with their rule and what computes them.
-fn rolled_tables(rules: &[Rule]) -> Vec<(&Rule, &Arc<Table>, String)> {
+/// The tables of rules that have hourly rollups, with their rule and what computes them.
+type RolledTables<'a> = Vec<(&'a Rule, &'a Arc<Table>, String)>;
+
+fn rolled_tables(rules: &[Rule]) -> RolledTables<'_> {
     rules
         .iter()
         .flat_map(|rule| rule.tables.iter().map(move |table| (rule, table)))
@@ -197,16 +176,20 @@ fn rolled_tables(rules: &[Rule]) -> Vec<(&Rule, &Arc<Table>, String)> {
 
 /// Each hour's rollup of each table of `rolled`, by hour: the stored ones that are current, the
 /// others computed from raw rows (and stored once the hour is closed). Counts both in `summary`.
-async fn hourly_rollups(
+async fn hourly_rollups<'a>(
     store: &Store,
     partitions: &[HourPartition],
-    rolled: &[(&Rule, &Arc<Table>, String)],
-    rules: &[Rule],
+    rules: &'a [Rule],
     engine: &Engine,
     now: DateTime<Utc>,
     summary: &mut Summary,
-) -> Result<BTreeMap<DateTime<Utc>, Vec<RecordBatch>>> {
+) -> Result<(RolledTables<'a>, BTreeMap<DateTime<Utc>, Vec<RecordBatch>>)> {
+    let rolled = rolled_tables(rules);
     let mut hours: BTreeMap<DateTime<Utc>, Vec<RecordBatch>> = BTreeMap::new();
+    if rolled.is_empty() {
+        return Ok((rolled, hours));
+    }
+    let rolled_ref = &rolled;
     let mut stale = Vec::new();
     // One request per hour and table; on S3 their latency, not their size, is the cost.
     let stored: Vec<std::result::Result<Vec<RecordBatch>, Stale>> =
@@ -214,7 +197,7 @@ async fn hourly_rollups(
             .map(|partition| async move {
                 let source = rollup::source(partition);
                 let mut found = Vec::new();
-                for (_, table, logic) in rolled {
+                for (_, table, logic) in rolled_ref {
                     found.push(
                         rollup::read_rollup(store, table, partition.hour, &source, logic).await?,
                     );
@@ -248,7 +231,7 @@ async fn hourly_rollups(
             .build()
             .await?;
         let mut per_table = Vec::new();
-        for (_, table, _) in rolled {
+        for (_, table, _) in &rolled {
             per_table.push(compute_rollups(&session.ctx, table).await?);
         }
         for partition in run {
@@ -271,7 +254,7 @@ async fn hourly_rollups(
             hours.insert(partition.hour, found);
         }
     }
-    Ok(hours)
+    Ok((rolled, hours))
 }
 
 /// Runs of consecutive hours.

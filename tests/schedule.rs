@@ -401,39 +401,30 @@ fn the_rollup_job_stores_closed_hours_that_the_baseline_then_merges() {
     );
     // The baseline over those hours merges them and reads no raw row, to the same bytes as one
     // computed from the raw rows.
-    let merged = iodrift()
-        .args(["baseline", "--rule", "drift"])
-        .args([
-            "--earliest",
-            "2026-03-01T21:00:00Z",
-            "--latest",
-            "2026-03-02T01:00:00Z",
-        ])
-        .arg("--store")
-        .arg(&generated.store)
-        .arg("--out")
-        .arg(dir.join("merged"))
-        .assert()
-        .success();
+    let drift_baseline = |out: &str, more: &[&str]| {
+        iodrift()
+            .args(["baseline", "--rule", "drift"])
+            .args([
+                "--earliest",
+                "2026-03-01T21:00:00Z",
+                "--latest",
+                "2026-03-02T01:00:00Z",
+            ])
+            .args(more)
+            .arg("--store")
+            .arg(&generated.store)
+            .arg("--out")
+            .arg(dir.join(out))
+            .assert()
+            .success()
+    };
+    let merged = drift_baseline("merged", &[]);
     let stderr = String::from_utf8_lossy(&merged.get_output().stderr).to_string();
     assert!(
         stderr.contains("4 hours merged from stored rollups, 0 read from raw rows"),
         "{stderr}"
     );
-    iodrift()
-        .args(["baseline", "--rule", "drift", "--full"])
-        .args([
-            "--earliest",
-            "2026-03-01T21:00:00Z",
-            "--latest",
-            "2026-03-02T01:00:00Z",
-        ])
-        .arg("--store")
-        .arg(&generated.store)
-        .arg("--out")
-        .arg(dir.join("full"))
-        .assert()
-        .success();
+    drift_baseline("full", &["--full"]);
     assert_eq!(
         std::fs::read(dir.join("merged/drift_baseline.csv")).unwrap(),
         std::fs::read(dir.join("full/drift_baseline.csv")).unwrap()
