@@ -335,13 +335,25 @@ fn the_schedule_runs_on_s3_once_per_window_under_a_lease() {
         .lines()
         .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
         .collect();
+    // drift's hourly rollup job too, new at its latest due time, over the three hours before.
     assert_eq!(
         runs,
         [
             "baseline 2026-03-02T01:00:00Z",
             "detect 2026-03-02T01:00:00Z",
-            "detect 2026-03-02T02:00:00Z"
+            "detect 2026-03-02T02:00:00Z",
+            "rollup 2026-03-02T02:05:00Z"
         ]
+    );
+    // Day one's hours from the baseline's merge, day two's two hours from the rollup job: every
+    // hour of the store.
+    let rollups = server.keys("lake", "store/_rollups/drift_baseline/");
+    assert_eq!(rollups.len(), 26, "{rollups:?}");
+    assert!(
+        rollups
+            .iter()
+            .any(|key| key.ends_with("dt=2026-03-02/hour=01.parquet")),
+        "{rollups:?}"
     );
     let findings = server.keys("lake", "findings/");
     assert_eq!(findings.len(), 6, "{findings:?}");
