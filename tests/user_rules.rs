@@ -200,6 +200,8 @@ fn a_rule_from_a_folder_runs_every_command_on_a_local_store() {
             "detect-drift-network-io-network-io-ratio 2026-03-02T01:00:00Z",
             "detect-tx-peak 2026-03-02T01:30:00Z",
             "detect-drift-network-io-network-io-ratio 2026-03-02T02:00:00Z",
+            // drift's hourly rollups; the user's rule schedules none.
+            "rollup 2026-03-02T02:05:00Z",
         ],
         "{printed}"
     );
