@@ -331,6 +331,21 @@ impl Job {
         };
         job.window(Utc::now())
             .map_err(|e| format!("{}/{}: {e}", key("earliest"), key("latest")))?;
+        // Rollups are per hour: a window that cuts an hour would store none of it.
+        if matches!(job.task, Task::Rollup)
+            && let Some(time) = job.next(Utc::now())
+            && !job
+                .window(time)
+                .map_err(|e| format!("{}/{}: {e}", key("earliest"), key("latest")))?
+                .is_whole_hours()
+        {
+            return Err(format!(
+                "{}/{}: a rollup window must be whole hours at each cron time; snap both \
+                 with @h (e.g. -3h@h and @h)",
+                key("earliest"),
+                key("latest")
+            ));
+        }
         Ok(job)
     }
 
@@ -374,6 +389,19 @@ mod tests {
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_rollup_window_that_cuts_an_hour_is_refused() {
+        let (_dir, path) = write(
+            "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n\
+             [rollup]\ncron = \"5 * * * *\"\nearliest = \"-3h\"\nlatest = \"@h\"\n",
+        );
+        let error = Config::load(&path, &S3Options::default(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("rollup.earliest/rollup.latest"), "{error}");
+        assert!(error.contains("whole hours"), "{error}");
     }
 
     #[test]
