@@ -6,6 +6,9 @@
 -- over the 0, 1 or 2 scrapes of the span. A point missing any `by` field (or its value) is dropped.
 -- A span never crosses an hour, so grouping by the store's `hour` partition as well changes no
 -- span and lets each partition of the scan emit its spans as soon as an hour ends.
+-- Over the store's sorted hours such a grouping of exact_avg runs as iodrift's SortedExactAvgExec
+-- (crate iodrift-udfs, put in place of DataFusion's aggregation by a physical optimizer rule):
+-- the same groups and bits, without encoding every key of every row.
 -- Every mean and standard deviation of the rules uses exact_avg / exact_stddev_samp (crate
 -- iodrift-udfs): exact sums rounded once, so results never depend on row order or parallelism.
 -- The points stage 1 reads: the network IO metric, with every `by` field and a value.

@@ -1,13 +1,14 @@
 //! What every DataFusion context of iodrift runs on, sessions and a cluster's processes alike:
-//! the runtime (object stores, memory cap, spill directory) and iodrift's functions.
+//! the runtime (object stores, memory cap, spills), iodrift's functions and its local operators.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use datafusion::execution::SessionState;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::registry::FunctionRegistry;
+use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
 use crate::location::S3Options;
@@ -36,6 +37,18 @@ pub fn runtime_env(
     runtime
         .build_arc()
         .map_err(Error::query("start the query engine"))
+}
+
+/// A context that runs its queries in this process: DataFusion's planning plus iodrift's own
+/// operators (a cluster's scheduler plans with DataFusion's alone, which its executors know).
+pub fn local_context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_physical_optimizer_rule(Arc::new(iodrift_udfs::SortedExactAvgRule))
+        .build();
+    SessionContext::new_with_state(state)
 }
 
 /// Adds iodrift's functions to `state`: every session's, and a cluster scheduler's (whose

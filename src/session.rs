@@ -16,7 +16,7 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col, lit};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
 
-use crate::engine::{register_functions, runtime_env};
+use crate::engine::{local_context, register_functions, runtime_env};
 use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::lookup::Baseline;
@@ -130,7 +130,7 @@ impl SessionBuilder {
             None,
         )?;
         let ctx = match &self.engine.cluster {
-            None => SessionContext::new_with_config_rt(config, runtime),
+            None => local_context(config, runtime),
             Some(url) => {
                 let rules = match &self.rules {
                     Some(rules) => rules.clone(),
@@ -301,7 +301,7 @@ pub fn tables_context(
     tables: &[(&str, SchemaRef, Vec<datafusion::arrow::array::RecordBatch>)],
 ) -> Result<SessionContext> {
     let runtime = runtime_env(None, &Default::default(), None)?;
-    let ctx = SessionContext::new_with_config_rt(session_config()?, runtime);
+    let ctx = local_context(session_config()?, runtime);
     register_functions(&mut ctx.state_ref().write())?;
     let (partitions, rows) = {
         let state = ctx.state();

@@ -152,15 +152,15 @@ fn refile_unsorted(store: &Path, copy: &Path) {
     }
 }
 
-/// The span stage streams in the files' declared order; rows filed in any order, over several
-/// files an hour, give the same bytes through the unordered path.
+/// The span stage streams in the files' declared order (through `SortedExactAvgExec`); rows
+/// filed in any order, over several files an hour, give the same bytes through the unordered path.
 #[test]
 fn baselines_do_not_depend_on_how_rows_are_filed() {
     let generated = common::generate(6);
     let unsorted = generated.dir.path().join("unsorted");
     refile_unsorted(&generated.store, &unsorted);
-    let span_order = |store: &Path| {
-        let plan = stdout_of(
+    let span_plan = |store: &Path| {
+        stdout_of(
             iodrift()
                 .env("DATAFUSION_EXECUTION_TARGET_PARTITIONS", "2")
                 .args([
@@ -172,19 +172,23 @@ fn baselines_do_not_depend_on_how_rows_are_filed() {
                     "--store",
                 ])
                 .arg(store),
-        );
-        let at = plan
-            .find("ordering_mode=")
-            .expect("the span aggregate streams");
-        let end = plan[at..].find("])").expect("a partially sorted aggregate") + 2;
-        plan[at..at + end].to_string()
+        )
     };
-    // hour, cluster, pod, direction, bucket: all keys but node, which the order does not cover.
-    assert_eq!(
-        span_order(&generated.store),
-        "ordering_mode=PartiallySorted([0, 1, 2, 4, 5])"
+    // Sorted files: hour, cluster, pod, direction and bucket arrive in order, so the spans are
+    // grouped by iodrift's streaming operator, by node within each run of those.
+    let sorted = span_plan(&generated.store);
+    assert!(
+        sorted.contains("SortedExactAvgExec: sorted=[hour, cluster, pod, direction, date_bin(")
+            && sorted.contains("gby=[node], aggr=[exact_avg("),
+        "{sorted}"
     );
-    assert_eq!(span_order(&unsorted), "ordering_mode=PartiallySorted([0])");
+    // Unsorted files: only the hour partition is in order, and DataFusion's aggregation groups.
+    let unsorted_plan = span_plan(&unsorted);
+    assert!(
+        unsorted_plan.contains("ordering_mode=PartiallySorted([0])")
+            && !unsorted_plan.contains("SortedExactAvgExec"),
+        "{unsorted_plan}"
+    );
 
     let sorted_out = generated.baselines();
     let unsorted_out = generated.dir.path().join("unsorted-baselines");

@@ -37,7 +37,7 @@ SELECT
     service,
     k8s_workload(pod, node) AS workload,
     bucket,
-    CAST(date_part('hour', bucket) AS BIGINT) AS slot,
+    to_unixtime(bucket) / 3600 % 24 AS slot,
     to_unixtime(bucket) AS t,
     log2(1 + greatest(outbound_network_io, 0)) AS outbound_level,
     log2(1 + greatest(inbound_network_io, 0)) AS inbound_level,

@@ -15,11 +15,14 @@ CROSS JOIN (SELECT DISTINCT cluster, pod, workload, slot FROM pod_levels) AS p;
 -- replica), else its workload's at that hour (a pod a rollout, a drain or a scale-out created
 -- minutes ago), else its workload's over all hours. Beside it, the band a bucket must leave to be
 -- hot: the floor, spread_factor robust standard deviations, and the history's usual daily peak
--- (trough), in doublings; and the bytes a bucket must move.
+-- (trough), in doublings; and the bytes a bucket must move. Its keys are dictionaries again, as
+-- the window's buckets have them: the millions of buckets that join it are then not converted.
 CREATE OR REPLACE VIEW expectations AS
 SELECT
-    cluster, pod, measure, slot, reference, reference_slot, history, q25, q50, q75, peak, trough,
-    band_up, band_down, min_bytes
+    arrow_cast(cluster, 'Dictionary(Int32, Utf8)') AS cluster,
+    arrow_cast(pod, 'Dictionary(Int32, Utf8)') AS pod,
+    arrow_cast(measure, 'Dictionary(Int32, Utf8)') AS measure,
+    slot, reference, reference_slot, history, q25, q50, q75, peak, trough, band_up, band_down, min_bytes
 FROM (
     SELECT
         w.cluster,
@@ -120,7 +123,7 @@ SELECT
     h.pod,
     h.measure,
     h.t,
-    count(DISTINCT l.pod) AS siblings,
+    count(DISTINCT CAST(l.pod AS VARCHAR)) AS siblings,
     array_sort(array_agg(l.level - r.q50)) AS sibling_excesses
 FROM (SELECT *, unnest([t, t - 10, t - 20]) AS sibling_t FROM history_hot) AS h
 JOIN levels AS l

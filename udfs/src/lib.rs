@@ -7,6 +7,7 @@ mod groups;
 mod number;
 mod quantile;
 mod service;
+mod sorted_avg;
 mod workload;
 
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
@@ -21,6 +22,7 @@ pub use exact::{
 pub use number::{format_number, round_half_away_from_zero};
 pub use quantile::{Histogram, WEIGHTED_QUANTILE_UDAF_NAME, WeightedQuantile};
 pub use service::{K8S_SERVICE_UDF_NAME, K8sService, service_name};
+pub use sorted_avg::{SortedExactAvgExec, SortedExactAvgRule};
 pub use workload::{K8S_WORKLOAD_UDF_NAME, K8sWorkload, workload_name};
 
 /// A digest of this crate's source: results stored by an application (iodrift's hourly rollups)

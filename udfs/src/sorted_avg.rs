@@ -1,0 +1,795 @@
+//! `exact_avg` grouped over input already sorted by some of its keys, as one streaming operator:
+//! [`SortedExactAvgRule`] puts a [`SortedExactAvgExec`] where DataFusion planned that aggregation.
+//!
+//! Written by hand because DataFusion's partially sorted aggregation, though it emits a group as
+//! soon as its sorted keys end, still encodes every key of every row into its row format, hashes
+//! and compares the whole encoding, and on emission decodes the keys and interns each dictionary
+//! string again: for the 10 s spans of a sorted hour (a few rows per group, a million groups)
+//! that is most of the time of the query. Here the sorted keys are compared once per run of equal
+//! values (`arrow`'s `partition`), the other keys are small integers (dictionary strings are
+//! interned once per dictionary, times are their integer values), and a group's keys are taken
+//! from its first row, a batch at a time. The means are the very bits `exact_avg` gives: the
+//! same exact sums ([`Moments`]), rounded once.
+
+use std::fmt;
+use std::mem::size_of;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use datafusion::arrow::array::{
+    Array, ArrayData, ArrayRef, AsArray, Float64Array, RecordBatch, UInt32Array,
+};
+use datafusion::arrow::compute::{cast, concat, partition, take};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::common::HashMap;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Result, internal_err};
+use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, InputOrderMode,
+    PlanProperties, RecordBatchStream, ReplaceChildrenOptions, SendableRecordBatchStream,
+};
+use futures::{Stream, StreamExt};
+
+use crate::exact::{EXACT_AVG_UDAF_NAME, Moments};
+
+/// Replaces each `AggregateExec` that computes only `exact_avg`s of `Float64` values, in one stage
+/// (`Single` or `SinglePartitioned`), over input sorted by some of its group keys, whose other keys
+/// are strings, dictionaries of strings or integers (at most four), by a [`SortedExactAvgExec`].
+#[derive(Debug, Default)]
+pub struct SortedExactAvgRule;
+
+impl PhysicalOptimizerRule for SortedExactAvgRule {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let replaced = node
+                .downcast_ref::<AggregateExec>()
+                .map(SortedExactAvgExec::try_new)
+                .transpose()?
+                .flatten();
+            Ok(match replaced {
+                Some(exec) => Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>),
+                None => Transformed::no(node),
+            })
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "sorted_exact_avg"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// The most keys besides the sorted ones that a [`SortedExactAvgExec`] groups by.
+const MAX_INNER_KEYS: usize = 4;
+
+/// How a key that is not sorted becomes an integer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum InnerKind {
+    /// Strings, plain or dictionary-encoded: an id per distinct string.
+    Text,
+    /// Integers, times and dates: their value as an `i64`.
+    Integer,
+}
+
+/// An `AggregateExec` of `exact_avg`s run as a streaming grouping of sorted runs.
+#[derive(Debug)]
+pub struct SortedExactAvgExec {
+    aggregate: AggregateExec,
+    /// The group expressions the input is sorted by (their positions among the group keys).
+    sorted: Vec<usize>,
+    /// The other group expressions and how each becomes an integer.
+    inner: Vec<(usize, InnerKind)>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl SortedExactAvgExec {
+    /// The operator for `aggregate`, or `None` when it computes anything else.
+    pub fn try_new(aggregate: &AggregateExec) -> Result<Option<SortedExactAvgExec>> {
+        let sorted = match aggregate.input_order_mode() {
+            InputOrderMode::Sorted => (0..aggregate.group_expr().expr().len()).collect(),
+            InputOrderMode::PartiallySorted(sorted) => sorted.clone(),
+            InputOrderMode::Linear => return Ok(None),
+        };
+        let input_schema = aggregate.input_schema();
+        let group_by = aggregate.group_expr();
+        let one_stage = matches!(
+            aggregate.mode(),
+            AggregateMode::Single | AggregateMode::SinglePartitioned
+        );
+        let plain_groups = !group_by.has_grouping_set() && !group_by.expr().is_empty();
+        let unfiltered = aggregate.filter_expr().iter().all(Option::is_none)
+            && aggregate.limit_options().is_none()
+            && aggregate.dynamic_expressions_produced().is_empty();
+        if !(one_stage && plain_groups && unfiltered && !sorted.is_empty()) {
+            return Ok(None);
+        }
+        for function in aggregate.aggr_expr() {
+            let arguments = function.expressions();
+            let simple = function.fun().name() == EXACT_AVG_UDAF_NAME
+                && !function.is_distinct()
+                && function.order_bys().is_empty()
+                && arguments.len() == 1;
+            if !simple || arguments[0].data_type(&input_schema)? != DataType::Float64 {
+                return Ok(None);
+            }
+        }
+        let mut inner = Vec::new();
+        for (index, (expr, _)) in group_by.expr().iter().enumerate() {
+            if sorted.contains(&index) {
+                continue;
+            }
+            let kind = match expr.data_type(&input_schema)? {
+                DataType::Dictionary(key, value)
+                    if key.is_dictionary_key_type() && is_text(&value) =>
+                {
+                    InnerKind::Text
+                }
+                data_type if is_text(&data_type) => InnerKind::Text,
+                DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+                | DataType::Date32
+                | DataType::Date64
+                | DataType::Timestamp(_, _) => InnerKind::Integer,
+                _ => return Ok(None),
+            };
+            inner.push((index, kind));
+        }
+        if inner.len() > MAX_INNER_KEYS {
+            return Ok(None);
+        }
+        Ok(Some(SortedExactAvgExec {
+            aggregate: aggregate.clone(),
+            sorted,
+            inner,
+            metrics: ExecutionPlanMetricsSet::new(),
+        }))
+    }
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+impl DisplayAs for SortedExactAvgExec {
+    fn fmt_as(&self, _format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let names = |indices: &mut dyn Iterator<Item = usize>| {
+            indices
+                .map(|i| self.aggregate.group_expr().expr()[i].1.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let aggregates: Vec<_> = self
+            .aggregate
+            .aggr_expr()
+            .iter()
+            .map(|a| a.name().to_string())
+            .collect();
+        write!(
+            f,
+            "SortedExactAvgExec: sorted=[{}], gby=[{}], aggr=[{}]",
+            names(&mut self.sorted.iter().copied()),
+            names(&mut self.inner.iter().map(|(i, _)| *i)),
+            aggregates.join(", ")
+        )
+    }
+}
+
+impl ExecutionPlan for SortedExactAvgExec {
+    fn name(&self) -> &str {
+        "SortedExactAvgExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.aggregate.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![self.aggregate.input()]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        self.aggregate.apply_expressions(f)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let aggregate = Arc::new(self.aggregate.clone()).replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )?;
+        let Some(plain) = aggregate.downcast_ref::<AggregateExec>() else {
+            return internal_err!("SortedExactAvgExec: its aggregate became another operator");
+        };
+        Ok(match SortedExactAvgExec::try_new(plain)? {
+            Some(exec) => Arc::new(exec),
+            None => aggregate,
+        })
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.aggregate.input().execute(partition, context.clone())?;
+        let group_exprs = self
+            .aggregate
+            .group_expr()
+            .expr()
+            .iter()
+            .map(|(e, _)| e.clone())
+            .collect();
+        let arguments = self
+            .aggregate
+            .aggr_expr()
+            .iter()
+            .map(|a| a.expressions()[0].clone())
+            .collect();
+        let reservation = MemoryConsumer::new(format!("SortedExactAvgExec[{partition}]"))
+            .register(context.memory_pool());
+        Ok(Box::pin(SortedExactAvgStream {
+            input,
+            schema: self.schema(),
+            group_exprs,
+            sorted: self.sorted.clone(),
+            inner: self.inner.clone(),
+            arguments,
+            groups: Groups::default(),
+            interner: Interner::default(),
+            last_sorted: None,
+            converter: None,
+            finished: false,
+            baseline: BaselineMetrics::new(&self.metrics, partition),
+            reservation,
+        }))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+/// A group's key besides its sorted keys: which keys are null, and the others' integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+struct InnerKey {
+    nulls: u8,
+    values: [i64; MAX_INNER_KEYS],
+}
+
+/// The groups not yet emitted: those of closed runs first, then those of the open run.
+#[derive(Debug, Default)]
+struct Groups {
+    /// Each group's statistics, `arguments` per group, in the order the groups were met.
+    moments: Vec<Moments>,
+    /// The key columns of the groups not yet emitted, in the same order, in pieces.
+    keys: Vec<Vec<ArrayRef>>,
+    /// How many groups are held.
+    count: usize,
+    /// How many of the groups belong to closed runs.
+    closed: usize,
+    /// The open run's groups by inner key (their index among all groups of the open run).
+    open: HashMap<InnerKey, usize>,
+}
+
+impl Groups {
+    fn close_run(&mut self) {
+        self.open.clear();
+        self.closed = self.count;
+    }
+}
+
+/// An id for each distinct string met, with each dictionary's values translated once.
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<String, i64>,
+    /// The last dictionary's values (held, so that no other array can take their place in
+    /// memory) and their ids.
+    dictionary: Option<(ArrayData, Vec<i64>)>,
+}
+
+/// Beyond this many distinct strings, the ids start again at a run boundary.
+const MAX_INTERNED: usize = 1 << 16;
+
+impl Interner {
+    fn id(&mut self, text: &str) -> i64 {
+        if let Some(id) = self.ids.get(text) {
+            return *id;
+        }
+        let id = self.ids.len() as i64;
+        self.ids.insert(text.to_string(), id);
+        id
+    }
+
+    /// Each row's id (nulls get 0 and are told apart by the null mask).
+    fn ids(&mut self, array: &ArrayRef) -> Result<Vec<i64>> {
+        if let DataType::Dictionary(_, _) = array.data_type() {
+            let dictionary = array.as_any_dictionary();
+            let values = dictionary.values();
+            let data = values.to_data();
+            let cached = matches!(&self.dictionary, Some((held, _)) if held.ptr_eq(&data));
+            if !cached {
+                let text = cast(values, &DataType::Utf8)?;
+                let text = text.as_string::<i32>();
+                let ids = (0..text.len())
+                    .map(|i| {
+                        if text.is_valid(i) {
+                            self.id(text.value(i))
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                self.dictionary = Some((data, ids));
+            }
+            let ids = &self.dictionary.as_ref().expect("filled above").1;
+            let keys = dictionary.normalized_keys();
+            return Ok(keys
+                .iter()
+                .map(|k| ids.get(*k).copied().unwrap_or(0))
+                .collect());
+        }
+        let text = cast(array, &DataType::Utf8)?;
+        let text = text.as_string::<i32>();
+        Ok((0..text.len())
+            .map(|i| {
+                if text.is_valid(i) {
+                    self.id(text.value(i))
+                } else {
+                    0
+                }
+            })
+            .collect())
+    }
+
+    fn forget_if_large(&mut self) {
+        if self.ids.len() > MAX_INTERNED {
+            self.ids.clear();
+            self.dictionary = None;
+        }
+    }
+}
+
+struct SortedExactAvgStream {
+    input: SendableRecordBatchStream,
+    schema: SchemaRef,
+    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    sorted: Vec<usize>,
+    inner: Vec<(usize, InnerKind)>,
+    arguments: Vec<Arc<dyn PhysicalExpr>>,
+    groups: Groups,
+    interner: Interner,
+    /// The sorted keys of the last row read: a run may go on in the next batch.
+    last_sorted: Option<OwnedRow>,
+    converter: Option<RowConverter>,
+    finished: bool,
+    baseline: BaselineMetrics,
+    reservation: MemoryReservation,
+}
+
+impl SortedExactAvgStream {
+    /// Adds `batch`'s rows to their groups; returns the groups its runs closed, if any.
+    fn add(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(None);
+        }
+        let keys = self
+            .group_exprs
+            .iter()
+            .map(|e| e.evaluate(batch)?.into_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let values = self
+            .arguments
+            .iter()
+            .map(|e| e.evaluate(batch)?.into_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let values: Vec<&Float64Array> = values
+            .iter()
+            .map(|v| v.as_primitive::<Float64Type>())
+            .collect();
+        let sorted: Vec<ArrayRef> = self.sorted.iter().map(|&i| keys[i].clone()).collect();
+        let converter = match &mut self.converter {
+            Some(converter) => converter,
+            None => self.converter.insert(RowConverter::new(
+                sorted
+                    .iter()
+                    .map(|k| SortField::new(k.data_type().clone()))
+                    .collect(),
+            )?),
+        };
+        let edge =
+            |row: usize| -> Vec<ArrayRef> { sorted.iter().map(|k| k.slice(row, 1)).collect() };
+        let first = converter.convert_columns(&edge(0))?;
+        let continues = self
+            .last_sorted
+            .as_ref()
+            .is_some_and(|last| last.row() == first.row(0));
+        let last = converter.convert_columns(&edge(rows - 1))?;
+        self.last_sorted = Some(last.row(0).owned());
+
+        if !continues {
+            // No held group keeps an id: they may start again.
+            self.interner.forget_if_large();
+        }
+        let mut inner_ids = Vec::with_capacity(self.inner.len());
+        for &(index, kind) in &self.inner {
+            let ids = match kind {
+                InnerKind::Text => self.interner.ids(&keys[index])?,
+                InnerKind::Integer => {
+                    let integers = cast(&keys[index], &DataType::Int64)?;
+                    integers.as_primitive::<Int64Type>().values().to_vec()
+                }
+            };
+            inner_ids.push((ids, keys[index].logical_nulls()));
+        }
+
+        let arguments = self.arguments.len();
+        let mut new_rows: Vec<u32> = Vec::new();
+        for (run, range) in partition(&sorted)?.ranges().into_iter().enumerate() {
+            if run > 0 || !continues {
+                self.groups.close_run();
+            }
+            let mut previous: Option<(InnerKey, usize)> = None;
+            for row in range {
+                let mut key = InnerKey::default();
+                for (position, (ids, nulls)) in inner_ids.iter().enumerate() {
+                    if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
+                        key.nulls |= 1 << position;
+                    } else {
+                        key.values[position] = ids[row];
+                    }
+                }
+                let group = match previous {
+                    Some((k, group)) if k == key => group,
+                    _ => {
+                        let groups = &mut self.groups;
+                        let first_of_run = groups.closed;
+                        let local = *groups.open.entry(key).or_insert_with(|| {
+                            new_rows.push(row as u32);
+                            groups
+                                .moments
+                                .extend((0..arguments).map(|_| Moments::default()));
+                            groups.count += 1;
+                            groups.count - 1 - first_of_run
+                        });
+                        local + first_of_run
+                    }
+                };
+                previous = Some((key, group));
+                for (argument, column) in values.iter().enumerate() {
+                    if column.is_valid(row) {
+                        self.groups.moments[group * arguments + argument].add(column.value(row));
+                    }
+                }
+            }
+        }
+        if !new_rows.is_empty() {
+            let rows = UInt32Array::from(new_rows);
+            let taken = keys
+                .iter()
+                .map(|k| take(k.as_ref(), &rows, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            self.groups.keys.push(taken);
+        }
+        self.emit(self.groups.closed)
+    }
+
+    /// The first `count` groups as output rows, removed from the held groups.
+    fn emit(&mut self, count: usize) -> Result<Option<RecordBatch>> {
+        let arguments = self.arguments.len();
+        if count == 0 {
+            self.track_memory()?;
+            return Ok(None);
+        }
+        let columns = self.group_exprs.len();
+        let mut output = Vec::with_capacity(columns + arguments);
+        let mut rest = Vec::with_capacity(columns);
+        for column in 0..columns {
+            let pieces: Vec<&dyn Array> = self
+                .groups
+                .keys
+                .iter()
+                .map(|k| k[column].as_ref())
+                .collect();
+            let all = concat(&pieces)?;
+            output.push(all.slice(0, count));
+            rest.push(all.slice(count, all.len() - count));
+        }
+        let moments: Vec<Moments> = self.groups.moments.drain(..count * arguments).collect();
+        for argument in 0..arguments {
+            let means: Float64Array = (0..count)
+                .map(|g| moments[g * arguments + argument].mean())
+                .collect();
+            output.push(Arc::new(means));
+        }
+        self.groups.keys = if rest.first().is_some_and(|r| !r.is_empty()) {
+            vec![rest]
+        } else {
+            Vec::new()
+        };
+        self.groups.closed -= count;
+        self.groups.count -= count;
+        self.track_memory()?;
+        Ok(Some(RecordBatch::try_new(self.schema.clone(), output)?))
+    }
+
+    fn track_memory(&mut self) -> Result<()> {
+        let keys: usize = self
+            .groups
+            .keys
+            .iter()
+            .flatten()
+            .map(|a| a.get_array_memory_size())
+            .sum();
+        let size = keys
+            + self.groups.moments.capacity() * size_of::<Moments>()
+            + self.groups.open.capacity() * size_of::<(InnerKey, usize)>()
+            + self.interner.ids.capacity() * size_of::<(String, i64)>();
+        self.reservation.try_resize(size)
+    }
+}
+
+impl Stream for SortedExactAvgStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            let polled = self.input.poll_next_unpin(cx);
+            let result = match polled {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(batch))) => {
+                    let timer = self.baseline.elapsed_compute().clone();
+                    let _timer = timer.timer();
+                    self.add(&batch)
+                }
+                Poll::Ready(None) => {
+                    self.finished = true;
+                    let timer = self.baseline.elapsed_compute().clone();
+                    let _timer = timer.timer();
+                    self.groups.close_run();
+                    let all = self.groups.closed;
+                    self.emit(all)
+                }
+            };
+            match result {
+                Ok(Some(batch)) => {
+                    let poll = Poll::Ready(Some(Ok(batch)));
+                    return self.baseline.record_poll(poll);
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    self.finished = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+}
+
+impl RecordBatchStream for SortedExactAvgStream {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+impl fmt::Debug for SortedExactAvgStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SortedExactAvgStream")
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{
+        DictionaryArray, Int64Array, StringArray, TimestampMillisecondArray,
+    };
+    use datafusion::arrow::datatypes::{Field, Int32Type, Schema, TimeUnit};
+    use datafusion::arrow::util::display::array_value_to_string;
+    use datafusion::common::config::Dialect;
+    use datafusion::datasource::MemTable;
+    use datafusion::execution::SessionStateBuilder;
+    use datafusion::physical_plan::{collect, displayable};
+    use datafusion::prelude::{SessionConfig, SessionContext, col};
+
+    /// Rows sorted by (hour, cluster, pod, direction, time) as a store's hour files are, in
+    /// batches whose dictionaries differ, with nulls in every column but the sorted ones.
+    fn sorted_batches() -> (SchemaRef, Vec<RecordBatch>) {
+        let text = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("hour", DataType::Int64, false),
+            Field::new("cluster", text.clone(), true),
+            Field::new("pod", text.clone(), true),
+            Field::new("node", text, true),
+            Field::new("direction", DataType::Utf8, true),
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("value", DataType::Float64, true),
+        ]));
+        let mut rows = Vec::new();
+        for hour in 0..2i64 {
+            for cluster in ["a", "b"] {
+                for pod in 0..7 {
+                    for direction in ["receive", "transmit"] {
+                        for step in 0..90i64 {
+                            let time = hour * 3_600_000 + step * 2_500 + (pod as i64 % 3) * 700;
+                            let i = rows.len();
+                            // A pod that moved node mid-hour, and a few rows of no node.
+                            let node = match (pod, step) {
+                                (3, s) if s >= 40 => Some("n2".to_string()),
+                                (5, s) if s % 17 == 0 => None,
+                                _ => Some(format!("n{}", pod % 2)),
+                            };
+                            let value = (i % 13 != 0).then(|| {
+                                (i as f64 * 0.618_033_988_7).sin() * 10f64.powi((i % 9) as i32)
+                                    / 3.0
+                            });
+                            for _interface in 0..(1 + step % 2) {
+                                rows.push((
+                                    hour,
+                                    cluster,
+                                    format!("pod-{pod}"),
+                                    node.clone(),
+                                    direction,
+                                    time,
+                                    value,
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let batches = rows
+            .chunks(333)
+            .map(|chunk| {
+                let dictionary = |values: Vec<Option<String>>| -> ArrayRef {
+                    Arc::new(
+                        values
+                            .iter()
+                            .map(|v| v.as_deref())
+                            .collect::<DictionaryArray<Int32Type>>(),
+                    )
+                };
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(chunk.iter().map(|r| r.0).collect::<Int64Array>()),
+                    dictionary(chunk.iter().map(|r| Some(r.1.to_string())).collect()),
+                    dictionary(chunk.iter().map(|r| Some(r.2.clone())).collect()),
+                    dictionary(chunk.iter().map(|r| r.3.clone()).collect()),
+                    Arc::new(chunk.iter().map(|r| Some(r.4)).collect::<StringArray>()),
+                    Arc::new(
+                        chunk
+                            .iter()
+                            .map(|r| Some(r.5))
+                            .collect::<TimestampMillisecondArray>()
+                            .with_timezone("UTC"),
+                    ),
+                    Arc::new(chunk.iter().map(|r| r.6).collect::<Float64Array>()),
+                ];
+                RecordBatch::try_new(schema.clone(), columns).expect("columns match the schema")
+            })
+            .collect();
+        (schema, batches)
+    }
+
+    async fn run(sql: &str, with_rule: bool) -> Result<(Vec<String>, String)> {
+        let mut config = SessionConfig::new().with_target_partitions(1);
+        config.options_mut().sql_parser.dialect = Dialect::PostgreSQL;
+        let mut builder = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config);
+        if with_rule {
+            builder = builder.with_physical_optimizer_rule(Arc::new(SortedExactAvgRule));
+        }
+        let ctx = SessionContext::new_with_state(builder.build());
+        crate::register_all(&ctx);
+        let (schema, batches) = sorted_batches();
+        let order = ["hour", "cluster", "pod", "direction", "time"]
+            .iter()
+            .map(|c| col(*c).sort(true, false))
+            .collect();
+        let table = MemTable::try_new(schema, vec![batches])?.with_sort_order(vec![order]);
+        ctx.register_table("metrics", Arc::new(table))?;
+        let plan = ctx.sql(sql).await?.create_physical_plan().await?;
+        let shown = displayable(plan.as_ref()).indent(true).to_string();
+        let batches = collect(plan, ctx.task_ctx()).await?;
+        let mut rows = Vec::new();
+        for batch in &batches {
+            for row in 0..batch.num_rows() {
+                let cells: Vec<String> = batch
+                    .columns()
+                    .iter()
+                    .map(|c| match c.as_primitive_opt::<Float64Type>() {
+                        Some(f) if f.is_valid(row) => format!("{:016x}", f.value(row).to_bits()),
+                        _ => array_value_to_string(c, row).expect("displayable"),
+                    })
+                    .collect();
+                rows.push(cells.join("|"));
+            }
+        }
+        rows.sort();
+        Ok((rows, shown))
+    }
+
+    #[tokio::test]
+    async fn sorted_groups_give_the_bits_of_datafusions_aggregation() -> Result<()> {
+        let queries = [
+            // drift's per-pod buckets: both directions in one group, the node not sorted.
+            "SELECT hour, cluster, pod, node, date_bin(INTERVAL '10 seconds', time) AS bucket, \
+                 exact_avg(CASE WHEN direction = 'transmit' THEN value END) AS outbound, \
+                 exact_avg(CASE WHEN direction = 'receive' THEN value END) AS inbound \
+             FROM metrics GROUP BY hour, cluster, pod, node, date_bin(INTERVAL '10 seconds', time)",
+            // ESCU's spans: the direction sorted too.
+            "SELECT hour, cluster, pod, node, direction, date_bin(INTERVAL '10 seconds', time) AS bucket, \
+                 exact_avg(value) AS io \
+             FROM metrics GROUP BY hour, cluster, pod, node, direction, date_bin(INTERVAL '10 seconds', time)",
+            // No aggregate left (as under `SELECT count(*)`): the groups alone.
+            "SELECT hour, cluster, pod, node, date_bin(INTERVAL '10 seconds', time) AS bucket \
+             FROM metrics GROUP BY hour, cluster, pod, node, date_bin(INTERVAL '10 seconds', time)",
+            // Every key sorted: one group per run.
+            "SELECT hour, cluster, pod, exact_avg(value) AS io FROM metrics GROUP BY hour, cluster, pod",
+        ];
+        for sql in queries {
+            let (ours, plan) = run(sql, true).await?;
+            assert!(plan.contains("SortedExactAvgExec"), "not replaced:\n{plan}");
+            let (theirs, plan) = run(sql, false).await?;
+            assert!(!plan.contains("SortedExactAvgExec"));
+            assert!(ours.len() >= 28, "{sql}: only {} groups", ours.len());
+            assert_eq!(ours, theirs, "{sql}");
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn other_aggregations_keep_datafusions_operator() -> Result<()> {
+        for sql in [
+            "SELECT hour, pod, sum(value) FROM metrics GROUP BY hour, pod",
+            "SELECT hour, pod, exact_avg(value), count(*) FROM metrics GROUP BY hour, pod",
+            "SELECT node, exact_avg(value) FROM metrics GROUP BY node",
+            "SELECT hour, pod, exact_avg(value) FILTER (WHERE node = 'n1') FROM metrics GROUP BY hour, pod",
+        ] {
+            let (ours, plan) = run(sql, true).await?;
+            assert!(!plan.contains("SortedExactAvgExec"), "{sql}:\n{plan}");
+            assert_eq!(ours, run(sql, false).await?.0, "{sql}");
+        }
+        Ok(())
+    }
+}
