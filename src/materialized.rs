@@ -12,23 +12,27 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
 use tokio::sync::OnceCell;
 
-/// A view's plan and, once a query has read it, its rows (partitioned as the plan produced them).
+/// A view's plan and, once a query has read it, its rows, spread over a number of partitions.
 /// Its rows are outside the memory pool: only views whose rows are few against the scan's belong
 /// here, which is why a rule names them (`[detection] materialize`) rather than every view.
 #[derive(Debug)]
 pub struct Materialized {
     plan: LogicalPlan,
     schema: SchemaRef,
+    partitions: usize,
     rows: OnceCell<MemTable>,
 }
 
 impl Materialized {
-    /// The view of `plan`, not yet computed.
-    pub fn new(plan: LogicalPlan) -> Materialized {
+    /// The view of `plan`, not yet computed, whose rows will be dealt round-robin, a batch at a
+    /// time, over `partitions` partitions: a plan over one sorted hour produces one, and the
+    /// queries that read the view then run on as many cores as there are partitions.
+    pub fn new(plan: LogicalPlan, partitions: usize) -> Materialized {
         let schema = Arc::new(plan.schema().as_arrow().clone());
         Materialized {
             plan,
             schema,
+            partitions: partitions.max(1),
             rows: OnceCell::new(),
         }
     }
@@ -38,7 +42,11 @@ impl Materialized {
             .get_or_try_init(|| async {
                 let plan = state.create_physical_plan(&self.plan).await?;
                 let schema = plan.schema();
-                let partitions = collect_partitioned(plan, state.task_ctx()).await?;
+                let produced = collect_partitioned(plan, state.task_ctx()).await?;
+                let mut partitions = vec![Vec::new(); self.partitions];
+                for (i, batch) in produced.into_iter().flatten().enumerate() {
+                    partitions[i % self.partitions].push(batch);
+                }
                 MemTable::try_new(schema, partitions)
             })
             .await

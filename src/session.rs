@@ -217,7 +217,7 @@ impl SessionBuilder {
         };
         let mut findings: Option<DataFrame> = None;
         for rule in rules.all() {
-            let frame = register_rule(&ctx, rule, held).await?;
+            let frame = register_rule(&ctx, rule, held, target).await?;
             findings = Some(match findings {
                 None => frame,
                 Some(all) => all.union(frame).map_err(|e| Error::Rule {
@@ -405,7 +405,14 @@ async fn client_context(
 /// `rule`, runs the rule's SQL and then `sql/findings.sql` there, and returns its findings. The
 /// views that `held` names become [`Materialized`] as soon as their statement has run, so the
 /// views created after them read them as held.
-async fn register_rule(ctx: &SessionContext, rule: &Rule, held: Held) -> Result<DataFrame> {
+/// Held views are spread over `partitions` partitions (the session's parallelism before a
+/// window of fewer hours narrowed it), so that the queries reading them use every core.
+async fn register_rule(
+    ctx: &SessionContext,
+    rule: &Rule,
+    held: Held,
+    partitions: usize,
+) -> Result<DataFrame> {
     let fail = |path: &str, e: datafusion::error::DataFusionError| Error::Rule {
         path: path.to_string(),
         reason: e.strip_backtrace(),
@@ -468,7 +475,7 @@ async fn register_rule(ctx: &SessionContext, rule: &Rule, held: Held) -> Result<
                 result = Err(fail(path, e));
                 break 'files;
             }
-            if let Err(e) = hold_views(&schema, &held_views).await {
+            if let Err(e) = hold_views(&schema, &held_views, partitions).await {
                 result = Err(fail(path, e));
                 break 'files;
             }
@@ -494,10 +501,12 @@ async fn register_rule(ctx: &SessionContext, rule: &Rule, held: Held) -> Result<
     .map_err(|e| fail(&rule.origin, e))
 }
 
-/// Replaces each view of `schema` named in `names` by a [`Materialized`] view of its plan.
+/// Replaces each view of `schema` named in `names` by a [`Materialized`] view of its plan,
+/// whose rows are spread over `partitions` partitions.
 async fn hold_views(
     schema: &MemorySchemaProvider,
     names: &[&str],
+    partitions: usize,
 ) -> datafusion::error::Result<()> {
     for name in names {
         let Some(table) = schema.table(name).await? else {
@@ -506,7 +515,7 @@ async fn hold_views(
         let Some(view) = table.downcast_ref::<ViewTable>() else {
             continue;
         };
-        let held = Arc::new(Materialized::new(view.logical_plan().clone()));
+        let held = Arc::new(Materialized::new(view.logical_plan().clone(), partitions));
         schema.deregister_table(name)?;
         schema.register_table(name.to_string(), held)?;
     }
