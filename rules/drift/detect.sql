@@ -123,6 +123,7 @@ SELECT
     h.pod,
     h.measure,
     h.t,
+    -- (as strings: DataFusion counts distinct dictionary values with its slow generic set)
     count(DISTINCT CAST(l.pod AS VARCHAR)) AS siblings,
     array_sort(array_agg(l.level - r.q50)) AS sibling_excesses
 FROM (SELECT *, unnest([t, t - 10, t - 20]) AS sibling_t FROM history_hot) AS h

@@ -312,69 +312,65 @@ impl Groups {
 #[derive(Debug, Default)]
 struct Interner {
     ids: HashMap<String, i64>,
-    /// The last dictionary's values (held, so that no other array can take their place in
-    /// memory) and their ids.
-    dictionary: Option<(ArrayData, Vec<i64>)>,
+    /// For each unsorted key, the last dictionary's values (held, so that no other array can
+    /// take their place in memory) and their ids.
+    dictionaries: Vec<Option<(ArrayData, Vec<i64>)>>,
 }
 
 /// Beyond this many distinct strings, the ids start again at a run boundary.
 const MAX_INTERNED: usize = 1 << 16;
 
 impl Interner {
-    fn id(&mut self, text: &str) -> i64 {
-        if let Some(id) = self.ids.get(text) {
-            return *id;
-        }
-        let id = self.ids.len() as i64;
-        self.ids.insert(text.to_string(), id);
-        id
-    }
-
-    /// Each row's id (nulls get 0 and are told apart by the null mask).
-    fn ids(&mut self, array: &ArrayRef) -> Result<Vec<i64>> {
-        if let DataType::Dictionary(_, _) = array.data_type() {
-            let dictionary = array.as_any_dictionary();
-            let values = dictionary.values();
-            let data = values.to_data();
-            let cached = matches!(&self.dictionary, Some((held, _)) if held.ptr_eq(&data));
-            if !cached {
-                let text = cast(values, &DataType::Utf8)?;
-                let text = text.as_string::<i32>();
-                let ids = (0..text.len())
-                    .map(|i| {
-                        if text.is_valid(i) {
-                            self.id(text.value(i))
-                        } else {
-                            0
-                        }
-                    })
-                    .collect();
-                self.dictionary = Some((data, ids));
-            }
-            let ids = &self.dictionary.as_ref().expect("filled above").1;
-            let keys = dictionary.normalized_keys();
-            return Ok(keys
-                .iter()
-                .map(|k| ids.get(*k).copied().unwrap_or(0))
-                .collect());
-        }
-        let text = cast(array, &DataType::Utf8)?;
+    /// Each string's id, 0 for a null (told apart by the null mask).
+    fn text_ids(&mut self, strings: &ArrayRef) -> Result<Vec<i64>> {
+        let text = cast(strings, &DataType::Utf8)?;
         let text = text.as_string::<i32>();
         Ok((0..text.len())
             .map(|i| {
-                if text.is_valid(i) {
-                    self.id(text.value(i))
-                } else {
-                    0
+                if text.is_null(i) {
+                    return 0;
                 }
+                let value = text.value(i);
+                if let Some(id) = self.ids.get(value) {
+                    return *id;
+                }
+                let id = self.ids.len() as i64;
+                self.ids.insert(value.to_string(), id);
+                id
             })
+            .collect())
+    }
+
+    /// Each row's id for the unsorted key at `position`.
+    fn ids(&mut self, position: usize, array: &ArrayRef) -> Result<Vec<i64>> {
+        let DataType::Dictionary(_, _) = array.data_type() else {
+            return self.text_ids(array);
+        };
+        let dictionary = array.as_any_dictionary();
+        let data = dictionary.values().to_data();
+        if self.dictionaries.len() <= position {
+            self.dictionaries.resize(position + 1, None);
+        }
+        let cached = matches!(&self.dictionaries[position], Some((held, _)) if held.ptr_eq(&data));
+        if !cached {
+            let ids = self.text_ids(dictionary.values())?;
+            self.dictionaries[position] = Some((data, ids));
+        }
+        let ids = &self.dictionaries[position]
+            .as_ref()
+            .expect("filled above")
+            .1;
+        Ok(dictionary
+            .normalized_keys()
+            .iter()
+            .map(|k| ids.get(*k).copied().unwrap_or(0))
             .collect())
     }
 
     fn forget_if_large(&mut self) {
         if self.ids.len() > MAX_INTERNED {
             self.ids.clear();
-            self.dictionary = None;
+            self.dictionaries.clear();
         }
     }
 }
@@ -442,9 +438,9 @@ impl SortedExactAvgStream {
             self.interner.forget_if_large();
         }
         let mut inner_ids = Vec::with_capacity(self.inner.len());
-        for &(index, kind) in &self.inner {
+        for (position, &(index, kind)) in self.inner.iter().enumerate() {
             let ids = match kind {
-                InnerKind::Text => self.interner.ids(&keys[index])?,
+                InnerKind::Text => self.interner.ids(position, &keys[index])?,
                 InnerKind::Integer => {
                     let integers = cast(&keys[index], &DataType::Int64)?;
                     integers.as_primitive::<Int64Type>().values().to_vec()
