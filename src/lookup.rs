@@ -23,7 +23,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::rule::{ColumnKind, Table};
-use iodrift_udfs::format_number;
+use iodrift_udfs::write_number;
 
 /// One baseline table of a rule: a row per key, with the columns its manifest declares.
 #[derive(Debug, Clone)]
@@ -167,8 +167,11 @@ impl Baseline {
         // drift lookup has hundreds of thousands of rows, read by every detection.
         let mut seen: HashMap<Vec<u8>, u64, foldhash::fast::RandomState> = HashMap::default();
         let mut key = Vec::new();
-        for record in reader.records() {
-            let record = record.map_err(|e| file_error(csv_reason(&e)))?;
+        let mut record = csv::StringRecord::new();
+        while reader
+            .read_record(&mut record)
+            .map_err(|e| file_error(csv_reason(&e)))?
+        {
             let line = record.position().map_or(0, |p| p.line());
             let row_error = |reason: String| Error::BaselineRow {
                 path: path.to_string(),
@@ -245,14 +248,14 @@ impl Baseline {
     fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         let mut writer = csv::Writer::from_writer(out);
         writer.write_record(self.table.columns.iter().map(|c| c.name.as_str()))?;
+        let mut text = String::new();
         for row in 0..self.batch.num_rows() {
-            let record: Vec<String> = self
-                .batch
-                .columns()
-                .iter()
-                .map(|column| cell(column, row))
-                .collect();
-            writer.write_record(&record)?;
+            for column in self.batch.columns() {
+                text.clear();
+                write_cell(&mut text, column, row);
+                writer.write_field(&text)?;
+            }
+            writer.write_record(None::<&[u8]>)?;
         }
         writer.flush()
     }
@@ -274,14 +277,20 @@ fn csv_digest(csv: &[u8]) -> String {
 }
 
 /// One CSV cell: empty for null, numbers as ESCU writes them.
-fn cell(column: &ArrayRef, row: usize) -> String {
+/// Appends row `row` of `column` to `text` as a CSV cell: nothing for null, numbers as
+/// `format_number` writes them.
+fn write_cell(text: &mut String, column: &ArrayRef, row: usize) {
+    use std::fmt::Write;
     if column.is_null(row) {
-        return String::new();
+        return;
     }
     match column.data_type() {
-        DataType::Float64 => format_number(column.as_primitive::<Float64Type>().value(row)),
-        DataType::Int64 => column.as_primitive::<Int64Type>().value(row).to_string(),
-        _ => column.as_string::<i32>().value(row).to_string(),
+        DataType::Float64 => write_number(text, column.as_primitive::<Float64Type>().value(row)),
+        // Writing into a String cannot fail.
+        DataType::Int64 => {
+            let _ = write!(text, "{}", column.as_primitive::<Int64Type>().value(row));
+        }
+        _ => text.push_str(column.as_string::<i32>().value(row)),
     }
 }
 

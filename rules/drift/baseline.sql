@@ -80,8 +80,10 @@ FROM measures AS m
 CROSS JOIN pod_levels AS p;
 
 -- Per hour: a histogram of each pod's levels in bins of 1/8 doubling (a bin is its lower edge,
--- a multiple of 0.125, exact in a double). Histograms merge by adding counts: exactly, in any
--- order, which is what makes the incremental baseline equal to the full one.
+-- a multiple of 0.125, exact in a double), as one value per pod and measure (histogram, an
+-- iodrift function: the bins in order with their counts), with the hour's highest and lowest
+-- bin. Histograms merge by adding counts (histogram_sum): exactly, in any order, which is what
+-- makes the incremental baseline equal to the full one.
 CREATE OR REPLACE VIEW rollup AS
 SELECT
     to_unixtime(date_trunc('hour', bucket)) AS hour,
@@ -89,30 +91,30 @@ SELECT
     pod,
     workload,
     measure,
-    floor(level * 8) / 8 AS bin,
-    count(*) AS spans
+    count(*) AS spans,
+    histogram(floor(level * 8) / 8) AS bins,
+    max(floor(level * 8) / 8) AS top,
+    min(floor(level * 8) / 8) AS bottom
 FROM levels
-GROUP BY to_unixtime(date_trunc('hour', bucket)), cluster, pod, workload, measure, floor(level * 8) / 8;
+GROUP BY to_unixtime(date_trunc('hour', bucket)), cluster, pod, workload, measure;
 
 -- drift_baseline: the hours' histograms added up per pod and hour of day (slot 0-23, UTC), per
 -- workload and hour of day, and per workload over all hours (slot -1), and read as quantiles:
--- the lowest bin whose cumulative count reaches the share (weighted_quantile, an iodrift
--- function: each group's few bins kept sorted, where a running sum OVER the bins would sort
--- every bin of every group). Beside them, the history's usual extremes: for each day, the
--- highest (lowest) bin of the slot's hour and its two neighbours (periodic work drifts across
--- an hour's edge), and the median of those over the days (over
--- the hours for slot -1). Work that recurs on most days (a nightly backup, a heavy tail's daily
--- spikes) sets them; an episode of a few days (an attack in the history) does not, so the
--- history's attacks stay out of the band. Each pod's hours are added up by hour of day, and
--- each pod-hour's extremes taken, once (pod_slots, pod_hours): the three levels then group
--- those few rows, not every hour's bins three times over; counts add and maxima of maxima are
--- maxima, so the answer is the same to the bit. merge.sql is this query over the stored hours
--- (table `rollups` instead of view `rollup`).
+-- the lowest bin whose cumulative count reaches the share (histogram_quantile). Beside them,
+-- the history's usual extremes: for each day, the highest (lowest) bin of the slot's hour and
+-- its two neighbours (periodic work drifts across an hour's edge), and the median of those over
+-- the days (over the hours for slot -1). Work that recurs on most days (a nightly backup, a
+-- heavy tail's daily spikes) sets them; an episode of a few days (an attack in the history)
+-- does not, so the history's attacks stay out of the band. Each pod's hours are added up by
+-- hour of day once (pod_slots): the three levels then add those few histograms, not every
+-- hour's three times over; counts add and maxima of maxima are maxima, so the answer is the
+-- same to the bit. merge.sql is this query over the stored hours (table `rollups` instead of
+-- view `rollup`).
 CREATE OR REPLACE VIEW baseline AS
 WITH pod_slots AS (
-    SELECT cluster, pod, workload, measure, (hour / 3600) % 24 AS slot, bin, sum(spans) AS spans
+    SELECT cluster, pod, workload, measure, (hour / 3600) % 24 AS slot, sum(spans) AS spans, histogram_sum(bins) AS bins
     FROM rollup
-    GROUP BY cluster, pod, workload, measure, (hour / 3600) % 24, bin
+    GROUP BY cluster, pod, workload, measure, (hour / 3600) % 24
 ),
 quantiles AS (
     SELECT
@@ -122,17 +124,12 @@ quantiles AS (
         r.measure,
         CAST(CASE WHEN s.by_hour THEN r.slot ELSE -1 END AS BIGINT) AS slot,
         sum(r.spans) AS spans,
-        weighted_quantile(r.bin, r.spans, 0.25) AS q25,
-        weighted_quantile(r.bin, r.spans, 0.5) AS q50,
-        weighted_quantile(r.bin, r.spans, 0.75) AS q75
+        histogram_quantile(histogram_sum(r.bins), 0.25) AS q25,
+        histogram_quantile(histogram_sum(r.bins), 0.5) AS q50,
+        histogram_quantile(histogram_sum(r.bins), 0.75) AS q75
     FROM (VALUES ('pod', true), ('workload', true), ('workload', false)) AS s(level, by_hour)
     CROSS JOIN pod_slots AS r
     GROUP BY 1, 2, 3, 4, 5
-),
-pod_hours AS (
-    SELECT cluster, pod, workload, measure, CAST(hour AS BIGINT) / 3600 AS hour, max(bin) AS top, min(bin) AS bottom
-    FROM rollup
-    GROUP BY cluster, pod, workload, measure, CAST(hour AS BIGINT) / 3600
 ),
 hourly AS (
     SELECT
@@ -140,11 +137,11 @@ hourly AS (
         s.level,
         CASE s.level WHEN 'pod' THEN r.pod ELSE r.workload END AS entity,
         r.measure,
-        r.hour,
+        CAST(r.hour AS BIGINT) / 3600 AS hour,
         max(r.top) AS top,
         min(r.bottom) AS bottom
     FROM (VALUES ('pod'), ('workload')) AS s(level)
-    CROSS JOIN pod_hours AS r
+    CROSS JOIN rollup AS r
     GROUP BY 1, 2, 3, 4, 5
 ),
 periods AS (
@@ -153,14 +150,17 @@ periods AS (
         h.level,
         h.entity,
         h.measure,
-        CASE WHEN n.by_hour THEN (h.hour + n.shift) % 24 ELSE -1 END AS slot,
-        CASE WHEN n.by_hour THEN (h.hour + n.shift) / 24 ELSE h.hour END AS period,
+        (h.hour + n.shift) % 24 AS slot,
+        (h.hour + n.shift) / 24 AS period,
         max(h.top) AS top,
         min(h.bottom) AS bottom
-    FROM (VALUES (true, -1), (true, 0), (true, 1), (false, 0)) AS n(by_hour, shift)
+    FROM (VALUES (-1), (0), (1)) AS n(shift)
     CROSS JOIN hourly AS h
-    WHERE n.by_hour OR h.level = 'workload'
     GROUP BY 1, 2, 3, 4, 5, 6
+    UNION ALL
+    SELECT cluster, level, entity, measure, -1 AS slot, hour AS period, top, bottom
+    FROM hourly
+    WHERE level = 'workload'
 ),
 extremes AS (
     SELECT
@@ -174,7 +174,18 @@ extremes AS (
     FROM periods
     GROUP BY cluster, level, entity, measure, slot
 )
-SELECT q.cluster, q.level, q.entity, q.measure, q.slot, q.spans, q.q25, q.q50, q.q75, e.peak, e.trough
+SELECT
+    q.cluster,
+    q.level,
+    q.entity,
+    q.measure,
+    q.slot,
+    q.spans,
+    q.q25,
+    q.q50,
+    q.q75,
+    e.peak,
+    e.trough
 FROM quantiles AS q
 JOIN extremes AS e
   ON e.cluster = q.cluster

@@ -1,9 +1,9 @@
 -- drift_baseline from the hours' stored histograms (table `rollups`): the `baseline` view's
 -- query over them, so a merged baseline has the very bits of a full recomputation.
 WITH pod_slots AS (
-    SELECT cluster, pod, workload, measure, (hour / 3600) % 24 AS slot, bin, sum(spans) AS spans
+    SELECT cluster, pod, workload, measure, (hour / 3600) % 24 AS slot, sum(spans) AS spans, histogram_sum(bins) AS bins
     FROM rollups
-    GROUP BY cluster, pod, workload, measure, (hour / 3600) % 24, bin
+    GROUP BY cluster, pod, workload, measure, (hour / 3600) % 24
 ),
 quantiles AS (
     SELECT
@@ -13,17 +13,12 @@ quantiles AS (
         r.measure,
         CAST(CASE WHEN s.by_hour THEN r.slot ELSE -1 END AS BIGINT) AS slot,
         sum(r.spans) AS spans,
-        weighted_quantile(r.bin, r.spans, 0.25) AS q25,
-        weighted_quantile(r.bin, r.spans, 0.5) AS q50,
-        weighted_quantile(r.bin, r.spans, 0.75) AS q75
+        histogram_quantile(histogram_sum(r.bins), 0.25) AS q25,
+        histogram_quantile(histogram_sum(r.bins), 0.5) AS q50,
+        histogram_quantile(histogram_sum(r.bins), 0.75) AS q75
     FROM (VALUES ('pod', true), ('workload', true), ('workload', false)) AS s(level, by_hour)
     CROSS JOIN pod_slots AS r
     GROUP BY 1, 2, 3, 4, 5
-),
-pod_hours AS (
-    SELECT cluster, pod, workload, measure, CAST(hour AS BIGINT) / 3600 AS hour, max(bin) AS top, min(bin) AS bottom
-    FROM rollups
-    GROUP BY cluster, pod, workload, measure, CAST(hour AS BIGINT) / 3600
 ),
 hourly AS (
     SELECT
@@ -31,11 +26,11 @@ hourly AS (
         s.level,
         CASE s.level WHEN 'pod' THEN r.pod ELSE r.workload END AS entity,
         r.measure,
-        r.hour,
+        CAST(r.hour AS BIGINT) / 3600 AS hour,
         max(r.top) AS top,
         min(r.bottom) AS bottom
     FROM (VALUES ('pod'), ('workload')) AS s(level)
-    CROSS JOIN pod_hours AS r
+    CROSS JOIN rollups AS r
     GROUP BY 1, 2, 3, 4, 5
 ),
 periods AS (
@@ -44,14 +39,17 @@ periods AS (
         h.level,
         h.entity,
         h.measure,
-        CASE WHEN n.by_hour THEN (h.hour + n.shift) % 24 ELSE -1 END AS slot,
-        CASE WHEN n.by_hour THEN (h.hour + n.shift) / 24 ELSE h.hour END AS period,
+        (h.hour + n.shift) % 24 AS slot,
+        (h.hour + n.shift) / 24 AS period,
         max(h.top) AS top,
         min(h.bottom) AS bottom
-    FROM (VALUES (true, -1), (true, 0), (true, 1), (false, 0)) AS n(by_hour, shift)
+    FROM (VALUES (-1), (0), (1)) AS n(shift)
     CROSS JOIN hourly AS h
-    WHERE n.by_hour OR h.level = 'workload'
     GROUP BY 1, 2, 3, 4, 5, 6
+    UNION ALL
+    SELECT cluster, level, entity, measure, -1 AS slot, hour AS period, top, bottom
+    FROM hourly
+    WHERE level = 'workload'
 ),
 extremes AS (
     SELECT
@@ -65,7 +63,18 @@ extremes AS (
     FROM periods
     GROUP BY cluster, level, entity, measure, slot
 )
-SELECT q.cluster, q.level, q.entity, q.measure, q.slot, q.spans, q.q25, q.q50, q.q75, e.peak, e.trough
+SELECT
+    q.cluster,
+    q.level,
+    q.entity,
+    q.measure,
+    q.slot,
+    q.spans,
+    q.q25,
+    q.q50,
+    q.q75,
+    e.peak,
+    e.trough
 FROM quantiles AS q
 JOIN extremes AS e
   ON e.cluster = q.cluster

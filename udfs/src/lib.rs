@@ -4,6 +4,7 @@
 mod anomaly;
 mod exact;
 mod groups;
+mod histogram;
 mod number;
 mod quantile;
 mod service;
@@ -19,7 +20,11 @@ pub use exact::{
     EXACT_MERGE_MOMENTS_UDAF_NAME, EXACT_MERGE_STDDEV_SAMP_UDAF_NAME, EXACT_MOMENTS_UDAF_NAME,
     EXACT_STDDEV_SAMP_UDAF_NAME, ExactAggregate, ExactSum, Input, Moments, Statistic, moments_type,
 };
-pub use number::{format_number, round_half_away_from_zero};
+pub use histogram::{
+    HISTOGRAM_QUANTILE_UDF_NAME, HISTOGRAM_SUM_UDAF_NAME, HISTOGRAM_UDAF_NAME, HistogramAggregate,
+    HistogramQuantile, histogram_type,
+};
+pub use number::{format_number, round_half_away_from_zero, write_number};
 pub use quantile::{Histogram, WEIGHTED_QUANTILE_UDAF_NAME, WeightedQuantile};
 pub use service::{K8S_SERVICE_UDF_NAME, K8sService, service_name};
 pub use sorted_avg::{SortedExactAvgExec, SortedExactAvgRule};
@@ -35,6 +40,7 @@ pub fn all() -> Vec<ScalarUDF> {
         ScalarUDF::from(K8sService::new()),
         ScalarUDF::from(AnomalyText::new()),
         ScalarUDF::from(K8sWorkload::new()),
+        HistogramQuantile::udf(),
     ]
 }
 
@@ -46,6 +52,8 @@ pub fn all_aggregates() -> Vec<AggregateUDF> {
         ExactAggregate::m2(),
         ExactAggregate::moments(),
         WeightedQuantile::udaf(),
+        HistogramAggregate::of_values(),
+        HistogramAggregate::of_histograms(),
     ];
     aggregates.extend(ExactAggregate::merging());
     aggregates

@@ -4,8 +4,17 @@
 /// Writes `x` as the shortest decimal string that reads back to the same `f64`,
 /// with no exponent and no decimal point when it is integral (`2886181`, `4.08`).
 pub fn format_number(x: f64) -> String {
+    let mut text = String::new();
+    write_number(&mut text, x);
+    text
+}
+
+/// Appends `x` to `text` as [`format_number`] writes it.
+pub fn write_number(text: &mut String, x: f64) {
+    use std::fmt::Write;
     // Rust's `Display` for f64 is exactly that: shortest round-trip digits, never an exponent.
-    format!("{x}")
+    // Writing into a String cannot fail.
+    let _ = write!(text, "{x}");
 }
 
 /// Rounds `x` half away from zero to `decimals` places, deciding on the exact binary value of

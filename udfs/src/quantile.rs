@@ -44,33 +44,91 @@ impl Histogram {
             return;
         }
         match self.bins.binary_search_by(|(bin, _)| bin.total_cmp(&value)) {
-            Ok(found) => self.bins[found].1 += weight,
+            Ok(found) => self.bins[found].1 = self.bins[found].1.saturating_add(weight),
             Err(at) => self.bins.insert(at, (value, weight)),
         }
+    }
+
+    /// Adds the bins `values` with their `weights`: in one pass when the values are in
+    /// increasing order (a histogram's own lists), one by one otherwise.
+    pub fn add_all(&mut self, values: &[f64], weights: &[u64]) {
+        let sorted = values.windows(2).all(|w| w[0].total_cmp(&w[1]).is_lt());
+        if !sorted {
+            values
+                .iter()
+                .zip(weights)
+                .for_each(|(value, weight)| self.add(*value, *weight));
+            return;
+        }
+        let incoming = values
+            .iter()
+            .copied()
+            .zip(weights.iter().copied())
+            .filter(|(_, weight)| *weight > 0);
+        if self.bins.is_empty() {
+            self.bins.extend(incoming);
+            return;
+        }
+        let own = std::mem::take(&mut self.bins);
+        let mut merged = Vec::with_capacity(own.len() + values.len());
+        let mut next = 0;
+        for (value, weight) in incoming {
+            while own
+                .get(next)
+                .is_some_and(|(bin, _)| bin.total_cmp(&value).is_lt())
+            {
+                merged.push(own[next]);
+                next += 1;
+            }
+            match own.get(next) {
+                Some(&(bin, count)) if bin.total_cmp(&value).is_eq() => {
+                    merged.push((bin, count.saturating_add(weight)));
+                    next += 1;
+                }
+                _ => merged.push((value, weight)),
+            }
+        }
+        merged.extend_from_slice(&own[next..]);
+        self.bins = merged;
+    }
+
+    /// Empties it, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.bins.clear();
     }
 
     /// The lowest value whose cumulative weight reaches `share` of the total (exactly: `share`
     /// times the total, as real numbers, at most the cumulative weight); `None` when empty.
     pub fn quantile(&self, share: f64) -> Result<Option<f64>> {
-        let total: u64 = self.bins.iter().map(|(_, weight)| weight).sum();
-        if total == 0 {
-            return Ok(None);
-        }
-        if total > MAX_TOTAL {
-            return exec_err!(
-                "{WEIGHTED_QUANTILE_UDAF_NAME}: a total weight of {total} is above 2^53"
-            );
-        }
-        let mut below = 0u64;
-        for (value, weight) in &self.bins {
-            below += weight;
-            // share·total − below, rounded once: its sign is the exact difference's sign.
-            if share.mul_add(total as f64, -(below as f64)) <= 0.0 {
-                return Ok(Some(*value));
-            }
-        }
-        Ok(self.bins.last().map(|(value, _)| *value))
+        quantile_of_sorted(self.bins.iter().copied(), share)
     }
+}
+
+/// [`Histogram::quantile`] of the (value, weight) pairs `bins`, in increasing order of value.
+pub(crate) fn quantile_of_sorted(
+    bins: impl Iterator<Item = (f64, u64)> + Clone,
+    share: f64,
+) -> Result<Option<f64>> {
+    let total = bins
+        .clone()
+        .fold(0u64, |total, (_, weight)| total.saturating_add(weight));
+    if total == 0 {
+        return Ok(None);
+    }
+    if total > MAX_TOTAL {
+        return exec_err!("{WEIGHTED_QUANTILE_UDAF_NAME}: a total weight of {total} is above 2^53");
+    }
+    let mut below = 0u64;
+    let mut last = None;
+    for (value, weight) in bins {
+        below += weight;
+        // share·total − below, rounded once: its sign is the exact difference's sign.
+        if share.mul_add(total as f64, -(below as f64)) <= 0.0 {
+            return Ok(Some(value));
+        }
+        last = Some(value);
+    }
+    Ok(last)
 }
 
 impl HeapSize for Histogram {
@@ -124,11 +182,11 @@ fn share_of(exprs: &[Arc<dyn PhysicalExpr>]) -> Result<f64> {
     Ok(share)
 }
 
-fn values_type() -> DataType {
+pub(crate) fn values_type() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::Float64, false)))
 }
 
-fn weights_type() -> DataType {
+pub(crate) fn weights_type() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::UInt64, false)))
 }
 
@@ -219,7 +277,7 @@ impl<'a> Inputs<'a> {
 }
 
 /// The state columns of `histograms`: each one's values and weights, as two lists.
-fn state_arrays<'a>(histograms: impl Iterator<Item = &'a Histogram>) -> Vec<ArrayRef> {
+pub(crate) fn state_arrays<'a>(histograms: impl Iterator<Item = &'a Histogram>) -> Vec<ArrayRef> {
     let mut values = ListBuilder::new(Float64Builder::new())
         .with_field(Arc::new(Field::new_list_field(DataType::Float64, false)));
     let mut weights = ListBuilder::new(UInt64Builder::new())
@@ -236,7 +294,7 @@ fn state_arrays<'a>(histograms: impl Iterator<Item = &'a Histogram>) -> Vec<Arra
 }
 
 /// The two state lists, checked.
-fn state_lists(states: &[ArrayRef]) -> Result<(&ListArray, &ListArray)> {
+pub(crate) fn state_lists(states: &[ArrayRef]) -> Result<(&ListArray, &ListArray)> {
     match (states.first(), states.get(1)) {
         (Some(values), Some(weights)) => {
             match (values.as_list_opt::<i32>(), weights.as_list_opt::<i32>()) {
@@ -253,15 +311,44 @@ fn state_lists(states: &[ArrayRef]) -> Result<(&ListArray, &ListArray)> {
     }
 }
 
+/// Adds each state row to the histogram of its group, growing the groups to `total_num_groups`.
+pub(crate) fn merge_states(
+    groups: &mut GroupStates<Histogram>,
+    states: &[ArrayRef],
+    group_indices: &[usize],
+    total_num_groups: usize,
+) -> Result<()> {
+    let (values, weights) = state_lists(states)?;
+    groups.grow(total_num_groups, Histogram::default);
+    for (row, &group) in group_indices.iter().enumerate() {
+        if values.is_valid(row) && weights.is_valid(row) {
+            groups.update(group, |h| merge_row(h, values, weights, row));
+        }
+    }
+    Ok(())
+}
+
 /// Adds state row `row` to `histogram`.
-fn merge_row(histogram: &mut Histogram, values: &ListArray, weights: &ListArray, row: usize) {
-    let v = values.value(row);
-    let w = weights.value(row);
-    for (value, weight) in v.as_primitive::<Float64Type>().values().iter().zip(
-        w.as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
-            .values(),
-    ) {
-        histogram.add(*value, *weight);
+pub(crate) fn merge_row(
+    histogram: &mut Histogram,
+    values: &ListArray,
+    weights: &ListArray,
+    row: usize,
+) {
+    let (v, w) = (values.value_offsets(), weights.value_offsets());
+    let all_values = values.values().as_primitive::<Float64Type>().values();
+    let all_weights = weights
+        .values()
+        .as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+        .values();
+    let (Some(values), Some(weights)) = (
+        all_values.get(v[row] as usize..v[row + 1] as usize),
+        all_weights.get(w[row] as usize..w[row + 1] as usize),
+    ) else {
+        return;
+    };
+    if values.len() == weights.len() {
+        histogram.add_all(values, weights);
     }
 }
 
@@ -360,15 +447,7 @@ impl GroupsAccumulator for QuantileGroups {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        let (list_values, list_weights) = state_lists(values)?;
-        self.groups.grow(total_num_groups, Histogram::default);
-        for (row, &group) in group_indices.iter().enumerate() {
-            if list_values.is_valid(row) && list_weights.is_valid(row) {
-                self.groups
-                    .update(group, |h| merge_row(h, list_values, list_weights, row));
-            }
-        }
-        Ok(())
+        merge_states(&mut self.groups, values, group_indices, total_num_groups)
     }
 
     fn convert_to_state(
@@ -424,6 +503,34 @@ mod tests {
         assert_eq!(h, histogram(&[(-0.5, 4), (4.0, 4)]));
         assert_eq!(h.quantile(0.5).unwrap(), Some(-0.5));
         assert_eq!(h.quantile(0.51).unwrap(), Some(4.0));
+    }
+
+    #[test]
+    fn adding_a_sorted_histogram_at_once_equals_adding_its_bins_one_by_one() {
+        let own = [(-1.0, 2), (0.0, 1), (0.5, 7), (3.0, 1)];
+        for incoming in [
+            vec![(-2.0, 1), (0.0, 3), (0.25, 0), (0.5, 1), (9.0, 2)],
+            vec![(4.0, 1)],
+            vec![(-4.0, 1)],
+            vec![(-0.0, 5), (0.0, 5)],
+            vec![(3.0, 1), (0.5, 1)],
+            vec![],
+        ] {
+            for start in [&own[..], &[]] {
+                let mut at_once = histogram(start);
+                let (values, weights): (Vec<f64>, Vec<u64>) = incoming.iter().copied().unzip();
+                at_once.add_all(&values, &weights);
+                let mut one_by_one = histogram(start);
+                incoming.iter().for_each(|(v, w)| one_by_one.add(*v, *w));
+                assert_eq!(at_once, one_by_one, "{start:?} + {incoming:?}");
+                assert!(
+                    at_once
+                        .bins
+                        .windows(2)
+                        .all(|w| w[0].0.total_cmp(&w[1].0).is_lt())
+                );
+            }
+        }
     }
 
     #[test]
