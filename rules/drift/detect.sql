@@ -75,70 +75,151 @@ WHERE NOT EXISTS (
     WHERE r.cluster = s.cluster AND r.pod = s.pod AND r.measure = s.measure AND r.slot = s.slot
 );
 
--- Each bucket's excess over its expected level (the reference's median), in doublings, beside its
--- reference's band. Volumes are hot upwards only (a pod falling quiet is not an attack); the
--- balance both ways. The parameters join the few expectations, not the many buckets: a filter
--- on both sides of a CROSS JOIN becomes a nested-loop join over every bucket.
-CREATE OR REPLACE VIEW excess AS
+-- Each pod's expectations of the three measures side by side, one row per pod and slot: the
+-- window's buckets join them once, not once per measure.
+CREATE OR REPLACE VIEW pod_expectations AS
 SELECT
-    l.cluster,
-    l.node,
-    l.pod,
-    l.service,
-    l.workload,
-    l.bucket,
-    l.t,
-    l.measure,
-    l.level,
-    l.observed,
-    l.bytes,
-    r.reference,
-    r.reference_slot,
-    r.history,
-    r.q50 AS expected,
-    l.level - r.q50 AS excess,
-    r.band_up,
-    r.band_down,
-    l.bytes >= r.min_bytes AS moves
-FROM levels AS l
-JOIN expectations AS r
-  ON r.cluster = l.cluster
- AND r.pod = l.pod
- AND r.measure = l.measure
- AND r.slot = l.slot;
+    cluster,
+    pod,
+    slot,
+    max(CASE WHEN measure = 'outbound_network_io' THEN q50 END) AS outbound_expected,
+    max(CASE WHEN measure = 'outbound_network_io' THEN band_up END) AS outbound_band_up,
+    max(CASE WHEN measure = 'inbound_network_io' THEN q50 END) AS inbound_expected,
+    max(CASE WHEN measure = 'inbound_network_io' THEN band_up END) AS inbound_band_up,
+    max(CASE WHEN measure = 'outbound:inbound' THEN q50 END) AS balance_expected,
+    max(CASE WHEN measure = 'outbound:inbound' THEN band_up END) AS balance_band_up,
+    max(CASE WHEN measure = 'outbound:inbound' THEN band_down END) AS balance_band_down,
+    max(min_bytes) AS min_bytes
+FROM expectations
+GROUP BY cluster, pod, slot;
 
+-- Each bucket's excess over its expected level (the reference's median) for each measure, in
+-- doublings (null where the pod has no reference for the measure), and whether it is hot for
+-- some measure: beyond the band and moving the bytes a hot bucket must move. Volumes are hot
+-- upwards only (a pod falling quiet is not an attack); the balance both ways.
+CREATE OR REPLACE VIEW pod_excess AS
+SELECT
+    cluster,
+    node,
+    pod,
+    workload,
+    t,
+    outbound_excess,
+    inbound_excess,
+    balance_excess,
+    moves AND (outbound_excess > outbound_band_up
+               OR inbound_excess > inbound_band_up
+               OR balance_excess > balance_band_up
+               OR -balance_excess > balance_band_down) AS hot
+FROM (
+    SELECT
+        l.cluster,
+        l.node,
+        l.pod,
+        l.workload,
+        l.t,
+        l.outbound_level - e.outbound_expected AS outbound_excess,
+        l.inbound_level - e.inbound_expected AS inbound_excess,
+        (l.outbound_level - l.inbound_level) - e.balance_expected AS balance_excess,
+        l.bytes >= e.min_bytes AS moves,
+        e.outbound_band_up,
+        e.inbound_band_up,
+        e.balance_band_up,
+        e.balance_band_down
+    FROM pod_levels AS l
+    JOIN pod_expectations AS e
+      ON e.cluster = l.cluster
+     AND e.pod = l.pod
+     AND e.slot = l.slot
+);
+
+-- The buckets hot against their history, each measure that is hot a row, with its excess
+-- beside its reference and band. Only the few hot buckets become three measure rows.
 CREATE OR REPLACE VIEW history_hot AS
 SELECT *
-FROM excess
+FROM (
+    SELECT
+        l.cluster,
+        l.node,
+        l.pod,
+        l.service,
+        l.workload,
+        l.bucket,
+        l.t,
+        m.measure,
+        CASE m.measure
+            WHEN 'outbound_network_io' THEN l.outbound_level
+            WHEN 'inbound_network_io' THEN l.inbound_level
+            ELSE l.outbound_level - l.inbound_level
+        END AS level,
+        CASE m.measure
+            WHEN 'outbound_network_io' THEN l.outbound_network_io
+            WHEN 'inbound_network_io' THEN l.inbound_network_io
+            ELSE l."outbound:inbound"
+        END AS observed,
+        l.bytes,
+        r.reference,
+        r.reference_slot,
+        r.history,
+        r.q50 AS expected,
+        CASE m.measure
+            WHEN 'outbound_network_io' THEN x.outbound_excess
+            WHEN 'inbound_network_io' THEN x.inbound_excess
+            ELSE x.balance_excess
+        END AS excess,
+        r.band_up,
+        r.band_down,
+        l.bytes >= r.min_bytes AS moves
+    FROM measures AS m
+    CROSS JOIN (SELECT * FROM pod_excess WHERE hot) AS x
+    JOIN pod_levels AS l
+      ON l.cluster = x.cluster
+     AND l.pod = x.pod
+     AND l.node = x.node
+     AND l.t = x.t
+    JOIN expectations AS r
+      ON r.cluster = x.cluster
+     AND r.pod = x.pod
+     AND r.measure = m.measure
+     AND r.slot = l.slot
+)
 WHERE moves
   AND (excess > band_up OR (measure = 'outbound:inbound' AND -excess > band_down));
 
 -- For each bucket hot against its history: the workload's other pods present in the same bucket
 -- or the two before (scrapes are not aligned, so a sibling's span may sit in a neighbour), and
--- their excesses, sorted. Load that moves every replica (a surge, a scale-in, a refresh) moves
--- them too; an exfiltration leaves them behind.
+-- their excesses in that measure, sorted. Load that moves every replica (a surge, a scale-in, a
+-- refresh) moves them too; an exfiltration leaves them behind.
 CREATE OR REPLACE VIEW sibling_excess AS
 SELECT
-    h.cluster,
-    h.pod,
-    h.measure,
-    h.t,
+    cluster,
+    pod,
+    measure,
+    t,
     -- (as strings: DataFusion counts distinct dictionary values with its slow generic set)
-    count(DISTINCT CAST(l.pod AS VARCHAR)) AS siblings,
-    array_sort(array_agg(l.level - r.q50)) AS sibling_excesses
-FROM (SELECT *, unnest([t, t - 10, t - 20]) AS sibling_t FROM history_hot) AS h
-JOIN levels AS l
-  ON l.cluster = h.cluster
- AND l.workload = h.workload
- AND l.measure = h.measure
- AND l.t = h.sibling_t
-JOIN expectations AS r
-  ON r.cluster = l.cluster
- AND r.pod = l.pod
- AND r.measure = l.measure
- AND r.slot = l.slot
-WHERE l.pod <> h.pod
-GROUP BY h.cluster, h.pod, h.measure, h.t;
+    count(DISTINCT CAST(sibling AS VARCHAR)) AS siblings,
+    array_sort(array_agg(excess)) AS sibling_excesses
+FROM (
+    SELECT
+        h.cluster,
+        h.pod,
+        h.measure,
+        h.t,
+        x.pod AS sibling,
+        CASE h.measure
+            WHEN 'outbound_network_io' THEN x.outbound_excess
+            WHEN 'inbound_network_io' THEN x.inbound_excess
+            ELSE x.balance_excess
+        END AS excess
+    FROM (SELECT *, unnest([t, t - 10, t - 20]) AS sibling_t FROM history_hot) AS h
+    JOIN pod_excess AS x
+      ON x.cluster = h.cluster
+     AND x.workload = h.workload
+     AND x.t = h.sibling_t
+    WHERE x.pod <> h.pod
+)
+WHERE excess IS NOT NULL
+GROUP BY cluster, pod, measure, t;
 
 -- Hot buckets: beyond the band against the pod's history, and beyond it against its siblings
 -- when it has any present (a single sibling counts). Upwards the siblings' lower median is the
