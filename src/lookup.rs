@@ -276,7 +276,6 @@ fn csv_digest(csv: &[u8]) -> String {
     blake3::hash(csv).to_hex().to_string()
 }
 
-/// One CSV cell: empty for null, numbers as ESCU writes them.
 /// Appends row `row` of `column` to `text` as a CSV cell: nothing for null, numbers as
 /// `format_number` writes them.
 fn write_cell(text: &mut String, column: &ArrayRef, row: usize) {

@@ -11,11 +11,9 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray, StructArray,
 };
-use datafusion::arrow::datatypes::{
-    DataType, Field, FieldRef, Fields, Float64Type, Int64Type, UInt64Type,
-};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
@@ -26,8 +24,8 @@ use datafusion::logical_expr::{
 
 use crate::groups::{GroupStates, selected};
 use crate::quantile::{
-    Histogram, merge_row, merge_states, quantile_of_sorted, state_arrays, state_lists, values_type,
-    weights_type,
+    Histogram, Inputs, in_order, merge_all, merge_states, quantile_of_sorted, state_arrays,
+    state_lists, state_row, state_scalars, values_type, weights_type,
 };
 
 pub const HISTOGRAM_UDAF_NAME: &str = "histogram";
@@ -81,24 +79,13 @@ impl<'a> Histograms<'a> {
         if self.column.is_null(row) || self.bins.is_null(row) || self.counts.is_null(row) {
             return (&[], &[]);
         }
-        let (bins, counts) = (self.bins.value_offsets(), self.counts.value_offsets());
-        let bin_values = self.bins.values().as_primitive::<Float64Type>().values();
-        let count_values = self.counts.values().as_primitive::<UInt64Type>().values();
-        let (b, c) = (
-            bins[row] as usize..bins[row + 1] as usize,
-            counts[row] as usize..counts[row + 1] as usize,
-        );
-        match (bin_values.get(b), count_values.get(c)) {
-            (Some(b), Some(c)) if b.len() == c.len() => (b, c),
-            _ => (&[], &[]),
-        }
+        state_row(self.bins, self.counts, row)
     }
 
     /// Adds row `row`'s histogram (none when it is null) to `histogram`.
     fn add_row(&self, histogram: &mut Histogram, row: usize) {
-        if self.column.is_valid(row) && self.bins.is_valid(row) && self.counts.is_valid(row) {
-            merge_row(histogram, self.bins, self.counts, row);
-        }
+        let (bins, counts) = self.row(row);
+        histogram.add_all(bins, counts);
     }
 }
 
@@ -146,7 +133,7 @@ impl Adds {
         };
         match self {
             Adds::Values => {
-                let values = Values::of(first, columns.get(1))?;
+                let values = values_of(first, columns.get(1))?;
                 for row in 0..first.len() {
                     if selected(filter, row)
                         && let Some((value, weight)) = values.row(row)?
@@ -168,47 +155,19 @@ impl Adds {
     }
 }
 
-/// `histogram`'s value and optional weight columns, read as their types once per batch.
-struct Values<'a> {
-    values: &'a Float64Array,
-    weights: Option<&'a Int64Array>,
-}
-
-impl<'a> Values<'a> {
-    fn of(values: &'a ArrayRef, weights: Option<&'a ArrayRef>) -> Result<Values<'a>> {
-        let Some(values) = values.as_primitive_opt::<Float64Type>() else {
-            return exec_err!("{HISTOGRAM_UDAF_NAME}: the value is not a double");
-        };
-        let weights = match weights {
-            None => None,
-            Some(w) => match w.as_primitive_opt::<Int64Type>() {
-                Some(w) => Some(w),
-                None => return exec_err!("{HISTOGRAM_UDAF_NAME}: the weight is not a bigint"),
-            },
-        };
-        Ok(Values { values, weights })
-    }
-
-    /// Row `row`'s value and weight, `None` when either is null; a negative weight is an error.
-    fn row(&self, row: usize) -> Result<Option<(f64, u64)>> {
-        if self.values.is_null(row) {
-            return Ok(None);
-        }
-        let weight = match self.weights {
-            None => 1,
-            Some(w) if w.is_null(row) => return Ok(None),
-            Some(w) => match u64::try_from(w.value(row)) {
-                Ok(weight) => weight,
-                Err(_) => {
-                    return exec_err!(
-                        "{HISTOGRAM_UDAF_NAME}: weights must not be negative, not {}",
-                        w.value(row)
-                    );
-                }
-            },
-        };
-        Ok(Some((self.values.value(row), weight)))
-    }
+/// `histogram`'s value and optional weight columns, checked.
+fn values_of<'a>(values: &'a ArrayRef, weights: Option<&'a ArrayRef>) -> Result<Inputs<'a>> {
+    let Some(values) = values.as_primitive_opt::<Float64Type>() else {
+        return exec_err!("{HISTOGRAM_UDAF_NAME}: the value is not a double");
+    };
+    let weights = match weights {
+        None => None,
+        Some(w) => match w.as_primitive_opt::<Int64Type>() {
+            Some(w) => Some(w),
+            None => return exec_err!("{HISTOGRAM_UDAF_NAME}: the weight is not a bigint"),
+        },
+    };
+    Ok(Inputs::new(HISTOGRAM_UDAF_NAME, values, weights))
 }
 
 /// `histogram` and `histogram_sum`: one implementation, told what it adds up.
@@ -326,20 +285,11 @@ impl Accumulator for HistogramAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        state_arrays(std::iter::once(&self.histogram))
-            .iter()
-            .map(|array| ScalarValue::try_from_array(array, 0))
-            .collect()
+        state_scalars(&self.histogram)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let (bins, counts) = state_lists(states)?;
-        for row in 0..bins.len() {
-            if bins.is_valid(row) && counts.is_valid(row) {
-                merge_row(&mut self.histogram, bins, counts, row);
-            }
-        }
-        Ok(())
+        merge_all(&mut self.histogram, states)
     }
 }
 
@@ -465,7 +415,7 @@ impl ScalarUDFImpl for HistogramQuantile {
                 }
                 let (bins, counts) = histograms.row(row);
                 let pairs = bins.iter().copied().zip(counts.iter().copied());
-                if bins.windows(2).all(|w| w[0].total_cmp(&w[1]).is_lt()) {
+                if in_order(bins) {
                     return quantile_of_sorted(pairs, share);
                 }
                 // A histogram that this crate did not make: its bins put in order first.
@@ -486,7 +436,7 @@ impl ScalarUDFImpl for HistogramQuantile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::RecordBatch;
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
     use datafusion::arrow::datatypes::Schema;
     use datafusion::prelude::SessionContext;
 

@@ -11,10 +11,12 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Float64Builder, ListArray, ListBuilder,
-    RecordBatch, UInt64Builder,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Float64Builder, Int64Array, ListArray,
+    ListBuilder, RecordBatch, UInt64Builder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, Schema};
+use datafusion::arrow::datatypes::{
+    DataType, Field, FieldRef, Float64Type, Int64Type, Schema, UInt64Type,
+};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
@@ -52,8 +54,7 @@ impl Histogram {
     /// Adds the bins `values` with their `weights`: in one pass when the values are in
     /// increasing order (a histogram's own lists), one by one otherwise.
     pub fn add_all(&mut self, values: &[f64], weights: &[u64]) {
-        let sorted = values.windows(2).all(|w| w[0].total_cmp(&w[1]).is_lt());
-        if !sorted {
+        if !in_order(values) {
             values
                 .iter()
                 .zip(weights)
@@ -240,13 +241,16 @@ impl AggregateUDFImpl for WeightedQuantile {
     }
 }
 
-/// A batch's value and weight columns, read as their types once per batch.
-struct Inputs<'a> {
-    values: &'a Float64Array,
-    weights: &'a datafusion::arrow::array::Int64Array,
+/// A batch's value column and optional weight column (a weight of 1 without one), read as their
+/// types once per batch, for the function `function`.
+pub(crate) struct Inputs<'a> {
+    function: &'static str,
+    pub(crate) values: &'a Float64Array,
+    weights: Option<&'a Int64Array>,
 }
 
 impl<'a> Inputs<'a> {
+    /// `weighted_quantile`'s (value, weight) columns.
     fn of(columns: &'a [ArrayRef]) -> Result<Inputs<'a>> {
         match (
             columns
@@ -256,20 +260,42 @@ impl<'a> Inputs<'a> {
                 .get(1)
                 .and_then(|c| c.as_primitive_opt::<Int64Type>()),
         ) {
-            (Some(values), Some(weights)) => Ok(Inputs { values, weights }),
+            (Some(values), Some(weights)) => Ok(Inputs {
+                function: WEIGHTED_QUANTILE_UDAF_NAME,
+                values,
+                weights: Some(weights),
+            }),
             _ => exec_err!("{WEIGHTED_QUANTILE_UDAF_NAME}: the arguments are not (double, bigint)"),
         }
     }
 
+    /// `values` and `weights` as they are.
+    pub(crate) fn new(
+        function: &'static str,
+        values: &'a Float64Array,
+        weights: Option<&'a Int64Array>,
+    ) -> Inputs<'a> {
+        Inputs {
+            function,
+            values,
+            weights,
+        }
+    }
+
     /// Row `row`'s value and weight, `None` when either is null; a negative weight is an error.
-    fn row(&self, row: usize) -> Result<Option<(f64, u64)>> {
-        if self.values.is_null(row) || self.weights.is_null(row) {
+    pub(crate) fn row(&self, row: usize) -> Result<Option<(f64, u64)>> {
+        if self.values.is_null(row) {
             return Ok(None);
         }
-        let weight = self.weights.value(row);
+        let weight = match self.weights {
+            None => return Ok(Some((self.values.value(row), 1))),
+            Some(weights) if weights.is_null(row) => return Ok(None),
+            Some(weights) => weights.value(row),
+        };
         let Ok(w) = u64::try_from(weight) else {
             return exec_err!(
-                "{WEIGHTED_QUANTILE_UDAF_NAME}: weights must not be negative, not {weight}"
+                "{}: weights must not be negative, not {weight}",
+                self.function
             );
         };
         Ok(Some((self.values.value(row), w)))
@@ -335,21 +361,50 @@ pub(crate) fn merge_row(
     weights: &ListArray,
     row: usize,
 ) {
+    let (values, weights) = state_row(values, weights, row);
+    histogram.add_all(values, weights);
+}
+
+/// State row `row`'s values and weights as slices (both empty when their lengths differ).
+pub(crate) fn state_row<'a>(
+    values: &'a ListArray,
+    weights: &'a ListArray,
+    row: usize,
+) -> (&'a [f64], &'a [u64]) {
     let (v, w) = (values.value_offsets(), weights.value_offsets());
     let all_values = values.values().as_primitive::<Float64Type>().values();
-    let all_weights = weights
-        .values()
-        .as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
-        .values();
-    let (Some(values), Some(weights)) = (
+    let all_weights = weights.values().as_primitive::<UInt64Type>().values();
+    match (
         all_values.get(v[row] as usize..v[row + 1] as usize),
         all_weights.get(w[row] as usize..w[row + 1] as usize),
-    ) else {
-        return;
-    };
-    if values.len() == weights.len() {
-        histogram.add_all(values, weights);
+    ) {
+        (Some(values), Some(weights)) if values.len() == weights.len() => (values, weights),
+        _ => (&[], &[]),
     }
+}
+
+/// Whether `values` are in strictly increasing order (`f64::total_cmp`), as a histogram's bins are.
+pub(crate) fn in_order(values: &[f64]) -> bool {
+    values.windows(2).all(|w| w[0].total_cmp(&w[1]).is_lt())
+}
+
+/// One histogram's state, as the scalars an `Accumulator` returns.
+pub(crate) fn state_scalars(histogram: &Histogram) -> Result<Vec<ScalarValue>> {
+    state_arrays(std::iter::once(histogram))
+        .iter()
+        .map(|array| ScalarValue::try_from_array(array, 0))
+        .collect()
+}
+
+/// Adds every state row of `states` to `histogram`.
+pub(crate) fn merge_all(histogram: &mut Histogram, states: &[ArrayRef]) -> Result<()> {
+    let (values, weights) = state_lists(states)?;
+    for row in 0..values.len() {
+        if values.is_valid(row) && weights.is_valid(row) {
+            merge_row(histogram, values, weights, row);
+        }
+    }
+    Ok(())
 }
 
 fn evaluate_all<'a>(
@@ -388,20 +443,11 @@ impl Accumulator for QuantileAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        state_arrays(std::iter::once(&self.histogram))
-            .iter()
-            .map(|array| ScalarValue::try_from_array(array, 0))
-            .collect()
+        state_scalars(&self.histogram)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let (values, weights) = state_lists(states)?;
-        for row in 0..values.len() {
-            if values.is_valid(row) && weights.is_valid(row) {
-                merge_row(&mut self.histogram, values, weights, row);
-            }
-        }
-        Ok(())
+        merge_all(&mut self.histogram, states)
     }
 }
 
