@@ -11,9 +11,10 @@
 -- the same groups and bits, without encoding every key of every row.
 -- Every mean and standard deviation of the rules uses exact_avg / exact_stddev_samp (crate
 -- iodrift-udfs): exact sums rounded once, so results never depend on row order or parallelism.
--- The points stage 1 reads: the network IO metric, with every `by` field and a value.
+-- The points stage 1 reads: the network IO metric, with every `by` field and a value; and the
+-- pod's owning workload where the store has it (null otherwise; ESCU's rules do not read it).
 CREATE OR REPLACE VIEW network_io_points AS
-SELECT hour, cluster, pod, node, direction, time, value
+SELECT hour, cluster, pod, node, direction, time, value, workload
 FROM metrics
 WHERE metric = 'k8s.pod.network.io'
   AND cluster IS NOT NULL

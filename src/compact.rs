@@ -77,7 +77,7 @@ async fn merge(store: &Location, hour: DateTime<Utc>, files: &HourFiles) -> Resu
             .map_err(|e| fail(&e))?;
         for batch in reader {
             let batch = batch.map_err(|e| fail(&e))?;
-            batches.push(batch.with_schema(store::schema()).map_err(|e| fail(&e))?);
+            batches.push(store::conform(&batch).map_err(|e| fail(&e))?);
         }
         digest.update(file_name(file).as_bytes());
         digest.update(file.size.to_le_bytes());
@@ -124,7 +124,14 @@ async fn merge(store: &Location, hour: DateTime<Utc>, files: &HourFiles) -> Resu
 fn sort(batch: &RecordBatch) -> datafusion::arrow::error::Result<RecordBatch> {
     let columns = store::SORT_ORDER
         .iter()
-        .chain(&["namespace", "node", "interface", "metric", "value"])
+        .chain(&[
+            "namespace",
+            "node",
+            "interface",
+            store::WORKLOAD,
+            "metric",
+            "value",
+        ])
         .map(|name| {
             let values = batch.column_by_name(name).ok_or_else(|| {
                 datafusion::arrow::error::ArrowError::SchemaError(format!("no column {name}"))

@@ -190,6 +190,17 @@ fn attribute(key: &str, value: &str) -> KeyValue {
 /// One request holding `k8s.pod.network.io` of pod `web-5d9c7b8f6d-x2x4z` at `seconds` past
 /// 2026-03-01T10:00Z, cumulative bytes `received` and `sent` on eth0.
 fn network_request(seconds: u64, received: f64, sent: f64) -> ExportMetricsServiceRequest {
+    pod_network_request("web-5d9c7b8f6d-x2x4z", &[], seconds, received, sent)
+}
+
+/// [`network_request`] of `pod` on node `node-1`, its resource carrying `owners` as well.
+fn pod_network_request(
+    pod: &str,
+    owners: &[(&str, &str)],
+    seconds: u64,
+    received: f64,
+    sent: f64,
+) -> ExportMetricsServiceRequest {
     let time = (1_772_359_200 + seconds) * 1_000_000_000;
     let point = |direction: &str, value: f64| NumberDataPoint {
         attributes: vec![
@@ -204,12 +215,16 @@ fn network_request(seconds: u64, received: f64, sent: f64) -> ExportMetricsServi
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(Resource {
-                attributes: vec![
-                    attribute("k8s.cluster.name", "prod"),
-                    attribute("k8s.namespace.name", "shop"),
-                    attribute("k8s.node.name", "node-1"),
-                    attribute("k8s.pod.name", "web-5d9c7b8f6d-x2x4z"),
-                ],
+                attributes: [
+                    ("k8s.cluster.name", "prod"),
+                    ("k8s.namespace.name", "shop"),
+                    ("k8s.node.name", "node-1"),
+                    ("k8s.pod.name", pod),
+                ]
+                .iter()
+                .chain(owners)
+                .map(|(key, value)| attribute(key, value))
+                .collect(),
                 ..Default::default()
             }),
             scope_metrics: vec![ScopeMetrics {
@@ -614,5 +629,126 @@ fn compaction_merges_closed_hours_and_readers_never_see_both() {
         network_rows(&store),
         expected,
         "a replaced file must not count"
+    );
+}
+
+/// OTLP's owner attributes (the Collector's `k8sattributes` processor) land in the store's
+/// `workload` column, a CronJob's Job pod under its CronJob; files without the column (as
+/// `generate` writes them) read as null beside them, compaction keeps both, and drift takes the
+/// column over Kubernetes' naming rules where it is set.
+#[test]
+fn otlp_owner_attributes_fill_the_workload_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut generate = iodrift();
+    generate
+        .args([
+            "generate",
+            "--hours",
+            "1",
+            "--services",
+            "1",
+            "--replicas",
+            "2",
+        ])
+        .args(["--start", "2026-03-01T10:00:00Z", "--out"])
+        .arg(&store);
+    generate.assert().success();
+    let pods: [(&str, &[(&str, &str)]); 3] = [
+        // Named unlike its owner: the naming rules would call it `checkout-blue`.
+        (
+            "checkout-blue-7d9f5b8c4d-x2kqp",
+            &[
+                ("k8s.deployment.name", "checkout"),
+                ("k8s.replicaset.name", "checkout-blue-7d9f5b8c4d"),
+            ],
+        ),
+        (
+            "report-29538720-q7z2m",
+            &[
+                ("k8s.job.name", "report-29538720"),
+                ("k8s.cronjob.name", "nightly-report"),
+            ],
+        ),
+        ("bare-pod", &[]),
+    ];
+    let lines: Vec<String> = [0, 10, 20]
+        .into_iter()
+        .flat_map(|seconds| {
+            pods.iter().map(move |(pod, owners)| {
+                let bytes = 1000.0 * (seconds + 1) as f64;
+                serde_json::to_string(&pod_network_request(pod, owners, seconds, bytes, bytes))
+                    .unwrap()
+            })
+        })
+        .collect();
+    let path = dir.path().join("owners.jsonl");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    ingest(&store, "otlp-json", &[], &[&path]).success();
+
+    let owners = |store: &Path| -> Vec<(String, Value, u64)> {
+        rows(
+            store,
+            "SELECT CAST(pod AS VARCHAR) AS pod, CAST(workload AS VARCHAR) AS workload, \
+             count(*) AS n FROM metrics WHERE cluster = 'prod' GROUP BY 1, 2 ORDER BY 1",
+        )
+        .into_iter()
+        .map(|r| {
+            let n = r["n"].as_u64().unwrap();
+            (
+                r["pod"].as_str().unwrap().to_string(),
+                r["workload"].clone(),
+                n,
+            )
+        })
+        .collect()
+    };
+    let expected = vec![
+        ("bare-pod".to_string(), Value::Null, 4),
+        (
+            "checkout-blue-7d9f5b8c4d-x2kqp".to_string(),
+            Value::from("checkout"),
+            4,
+        ),
+        (
+            "report-29538720-q7z2m".to_string(),
+            Value::from("nightly-report"),
+            4,
+        ),
+    ];
+    assert_eq!(owners(&store), expected);
+    let generated = "SELECT count(*) AS n, count(workload) AS named FROM metrics \
+                     WHERE cluster <> 'prod'";
+    let before = rows(&store, generated);
+    assert!(before[0]["n"].as_u64().unwrap() > 0, "{before:?}");
+    assert_eq!(before[0]["named"], 0, "{before:?}");
+
+    let hour = store.join("dt=2026-03-01/hour=10");
+    assert_eq!(tree(&hour).len(), 2, "{:?}", tree(&hour));
+    let mut compact = iodrift();
+    compact
+        .args(["compact", "--before", "2026-03-01T11:00:00Z", "--store"])
+        .arg(&store);
+    compact.assert().success();
+    assert_eq!(tree(&hour).len(), 1, "{:?}", tree(&hour));
+    assert_eq!(owners(&store), expected);
+    assert_eq!(rows(&store, generated), before);
+
+    let drift = rows(
+        &store,
+        "SELECT DISTINCT CAST(pod AS VARCHAR) AS pod, CAST(workload AS VARCHAR) AS workload \
+         FROM drift.pod_levels WHERE cluster = 'prod' ORDER BY 1",
+    );
+    let drift: Vec<(&str, &str)> = drift
+        .iter()
+        .map(|r| (r["pod"].as_str().unwrap(), r["workload"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        drift,
+        vec![
+            ("bare-pod", "bare-pod"),
+            ("checkout-blue-7d9f5b8c4d-x2kqp", "checkout"),
+            ("report-29538720-q7z2m", "nightly-report"),
+        ]
     );
 }

@@ -26,16 +26,18 @@ CREATE OR REPLACE VIEW measures AS
 SELECT arrow_cast(measure, 'Dictionary(Int32, Utf8)') AS measure
 FROM (VALUES ('outbound_network_io'), ('inbound_network_io'), ('outbound:inbound')) AS m(measure);
 
--- Each pod's 10 s bucket with both directions, on a log scale (log2(1 + bytes)), its pod's
--- workload (k8s_workload: Kubernetes' naming rules on the pod and node names), the bucket's
--- hour of day (its slot) and its time in seconds: everything per bucket, computed once.
+-- Each pod's 10 s bucket with both directions (each the mean over interfaces and scrapes, as
+-- ESCU's pod_network_io has it), on a log scale (log2(1 + bytes)), its pod's workload (the
+-- store's `workload` column where ingest filled it, else k8s_workload: Kubernetes' naming rules
+-- on the pod and node names), the bucket's hour of day (its slot) and its time in seconds:
+-- everything per bucket, computed once.
 CREATE OR REPLACE VIEW pod_levels AS
 SELECT
     cluster,
     node,
     pod,
-    service,
-    k8s_workload(pod, node) AS workload,
+    k8s_service(pod) AS service,
+    coalesce(workload, k8s_workload(pod, node)) AS workload,
     bucket,
     to_unixtime(bucket) / 3600 % 24 AS slot,
     to_unixtime(bucket) AS t,
@@ -44,8 +46,20 @@ SELECT
     greatest(outbound_network_io, inbound_network_io) AS bytes,
     outbound_network_io,
     inbound_network_io,
-    "outbound:inbound"
-FROM pod_network_io
+    outbound_network_io / nullif(inbound_network_io, 0) AS "outbound:inbound"
+FROM (
+    SELECT
+        hour,
+        cluster,
+        pod,
+        node,
+        workload,
+        date_bin(INTERVAL '10 seconds', time) AS bucket,
+        exact_avg(CASE WHEN direction = 'transmit' THEN value END) AS outbound_network_io,
+        exact_avg(CASE WHEN direction = 'receive' THEN value END) AS inbound_network_io
+    FROM network_io_points
+    GROUP BY hour, cluster, pod, node, workload, date_bin(INTERVAL '10 seconds', time)
+)
 WHERE outbound_network_io IS NOT NULL
   AND inbound_network_io IS NOT NULL;
 

@@ -40,7 +40,9 @@ FROM (
         greatest(p.floor_doublings, p.spread_factor * (b.q75 - b.q25) / 1.349, b.peak - b.q50) AS band_up,
         greatest(p.floor_doublings, p.spread_factor * (b.q75 - b.q25) / 1.349, b.q50 - b.trough) AS band_down,
         p.min_bytes,
-        row_number() OVER (PARTITION BY w.cluster, w.pod, w.measure, w.slot ORDER BY w.preference) AS choice
+        -- (by name among a pod's workloads, should the window give it two: one source naming
+        -- its owner and another not)
+        row_number() OVER (PARTITION BY w.cluster, w.pod, w.measure, w.slot ORDER BY w.preference, w.entity) AS choice
     FROM parameters AS p
     CROSS JOIN (
         SELECT

@@ -732,7 +732,7 @@ fn hour_batch(
         interface.array(network_rows),
         Arc::new(Float64Array::from(value)),
     ];
-    RecordBatch::try_new(store::schema(), columns)
+    RecordBatch::try_new(store::required_schema(), columns)
         .expect("generated columns match the store schema")
 }
 

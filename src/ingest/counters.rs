@@ -192,6 +192,7 @@ mod tests {
                 pod: Some("p".into()),
                 direction: Some("receive".into()),
                 interface: Some("eth0".into()),
+                workload: None,
             },
             kind: Kind::Cumulative { start },
             time,

@@ -96,6 +96,7 @@ pub fn decode(input: &str, bytes: &[u8], context: &Context) -> Result<Decoded> {
                         pod: Some(pod.pod_ref.name.clone()),
                         direction: Some(direction.to_string()),
                         interface: interface.name.clone(),
+                        workload: None,
                     },
                     kind: Kind::Cumulative { start: None },
                     time: time.timestamp_millis(),

@@ -486,6 +486,7 @@ fn by_hour(rows: Vec<Row>) -> BTreeMap<i64, Vec<Row>> {
         label(&x.namespace, &y.namespace)
             .then_with(|| label(&x.node, &y.node))
             .then_with(|| label(&x.interface, &y.interface))
+            .then_with(|| label(&x.workload, &y.workload))
             .then_with(|| x.metric.cmp(&y.metric))
     });
     let mut hours: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
@@ -513,7 +514,7 @@ fn by_hour(rows: Vec<Row>) -> BTreeMap<i64, Vec<Row>> {
 
 /// Rows as a batch of the store schema.
 fn store_batch(rows: Vec<Row>) -> RecordBatch {
-    let mut labels: [StringDictionaryBuilder<Int32Type>; 7] =
+    let mut labels: [StringDictionaryBuilder<Int32Type>; 8] =
         std::array::from_fn(|_| StringDictionaryBuilder::new());
     let mut time = Vec::with_capacity(rows.len());
     let mut value = Vec::with_capacity(rows.len());
@@ -529,15 +530,18 @@ fn store_batch(rows: Vec<Row>) -> RecordBatch {
             &series.pod,
             &series.direction,
             &series.interface,
+            &series.workload,
         ]) {
             builder.append_option(label.as_deref());
         }
     }
+    let [labels @ .., workload] = &mut labels;
     let mut columns: Vec<ArrayRef> = vec![Arc::new(
         TimestampMillisecondArray::from(time).with_timezone("UTC"),
     )];
     columns.extend(labels.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
     columns.push(Arc::new(Float64Array::from(value)));
+    columns.push(Arc::new(workload.finish()));
     RecordBatch::try_new(store::schema(), columns).expect("ingested columns match the store schema")
 }
 

@@ -132,6 +132,17 @@ fn length_prefixed(bytes: &[u8]) -> Option<Vec<&[u8]>> {
     (!frames.is_empty()).then_some(frames)
 }
 
+/// The resource attributes that name a pod's owning workload (the Collector's
+/// `k8sattributes` processor), in order of preference: a CronJob's Job pods carry both the
+/// CronJob's name, stable across runs, and the Job's, new each run.
+const OWNER_ATTRIBUTES: [&str; 5] = [
+    "k8s.deployment.name",
+    "k8s.statefulset.name",
+    "k8s.daemonset.name",
+    "k8s.cronjob.name",
+    "k8s.job.name",
+];
+
 fn points(
     input: &Arc<str>,
     line: u64,
@@ -150,6 +161,7 @@ fn points(
         let node = resource_label("k8s.node.name").or_else(|| context.node.clone());
         let namespace = resource_label("k8s.namespace.name");
         let pod = resource_label("k8s.pod.name");
+        let workload = OWNER_ATTRIBUTES.iter().find_map(|key| resource_label(key));
         for metric in resource.scope_metrics.into_iter().flat_map(|s| s.metrics) {
             let (kind, data_points) = match metric.data {
                 Some(metric::Data::Gauge(gauge)) => (Kind::Gauge, gauge.data_points),
@@ -225,6 +237,7 @@ fn points(
                         pod: pod.clone(),
                         direction: string_attribute(&point.attributes, "direction"),
                         interface: string_attribute(&point.attributes, "interface"),
+                        workload: workload.clone(),
                     },
                     kind,
                     time: nanos_to_ms(point.time_unix_nano),

@@ -15,6 +15,9 @@ pub struct Series {
     pub pod: Option<String>,
     pub direction: Option<String>,
     pub interface: Option<String>,
+    /// The pod's owning workload, where the source names it.
+    #[serde(default)]
+    pub workload: Option<String>,
 }
 
 /// How a point's value relates to the bytes moved.

@@ -96,6 +96,7 @@ pub fn decode(input: &str, bytes: &[u8], context: &Context) -> Result<Decoded> {
                 pod: Some(pod.to_string()),
                 direction: Some(direction.to_string()),
                 interface: interface.clone(),
+                workload: None,
             },
             kind: Kind::Cumulative { start: None },
             time,

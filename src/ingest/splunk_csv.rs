@@ -87,6 +87,7 @@ pub fn decode(input: &str, bytes: &[u8], context: &Context) -> Result<Decoded> {
                 pod: field(pod_at).map(str::to_string),
                 direction: field(direction_at).map(str::to_string),
                 interface: None,
+                workload: None,
             },
             kind: Kind::Delta,
             time,

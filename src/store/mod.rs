@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{RecordBatch, new_null_array};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::error::ArrowError;
 use datafusion::common::{ScalarValue, Statistics as ColumnsStatistics};
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::error::DataFusionError;
@@ -37,11 +39,26 @@ pub const NETWORK_IO_METRIC: &str = "k8s.pod.network.io";
 /// How many object-store requests run at once while listing hours and reading footers.
 const CONCURRENT_REQUESTS: usize = 16;
 
-/// The store's columns as iodrift reads them: strings dictionary-encoded, any of them nullable.
+/// The column a store file may lack: the pod's owning workload, where the source names it
+/// (OTLP's `k8s.deployment.name` and its kin). A file without it reads as null there.
+pub const WORKLOAD: &str = "workload";
+
+/// The store's columns as iodrift reads them: strings dictionary-encoded, any of them nullable;
+/// [`WORKLOAD`] is optional in a file.
 pub fn schema() -> SchemaRef {
+    columns(true)
+}
+
+/// The columns every store file has: [`schema`] without [`WORKLOAD`] (what `generate` writes,
+/// like a source that does not name owners).
+pub fn required_schema() -> SchemaRef {
+    columns(false)
+}
+
+fn columns(with_workload: bool) -> SchemaRef {
     let text = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     let column = |name: &str, data_type: &DataType| Field::new(name, data_type.clone(), true);
-    Arc::new(Schema::new(vec![
+    let mut fields = vec![
         column(
             "time",
             &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
@@ -54,7 +71,32 @@ pub fn schema() -> SchemaRef {
         column("direction", &text),
         column("interface", &text),
         column("value", &DataType::Float64),
-    ]))
+    ];
+    if with_workload {
+        fields.push(column(WORKLOAD, &text));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// `batch` (rows read from a store file) in the columns and types of [`schema`]: strings of any
+/// encoding as dictionaries, a missing [`WORKLOAD`] as nulls, other columns dropped.
+pub fn conform(batch: &RecordBatch) -> std::result::Result<RecordBatch, ArrowError> {
+    let schema = schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) => cast(column, field.data_type()),
+            None if field.name() == WORKLOAD => {
+                Ok(new_null_array(field.data_type(), batch.num_rows()))
+            }
+            None => Err(ArrowError::SchemaError(format!(
+                "missing column {:?}",
+                field.name()
+            ))),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema, columns)
 }
 
 /// An hour-partitioned store in a local directory or under an S3 prefix.
@@ -115,7 +157,7 @@ pub fn writer_properties() -> WriterProperties {
         .set_column_dictionary_enabled(ColumnPath::from("time"), false)
         .set_column_dictionary_enabled(ColumnPath::from("value"), false)
         .set_column_encoding(ColumnPath::from("value"), Encoding::BYTE_STREAM_SPLIT);
-    for name in ["metric", "namespace", "node", "interface"] {
+    for name in ["metric", "namespace", "node", "interface", WORKLOAD] {
         builder =
             builder.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
     }
@@ -476,10 +518,14 @@ fn check_time_range(
     Ok(())
 }
 
-/// Checks a file's Arrow schema against the store contract; other columns may be present.
+/// Checks a file's Arrow schema against the store contract: every column but [`WORKLOAD`]
+/// present, each of its type; other columns may be present.
 fn check_schema(file: &Schema) -> std::result::Result<(), String> {
     for expected in schema().fields() {
         let Ok(found) = file.field_with_name(expected.name()) else {
+            if expected.name() == WORKLOAD {
+                continue;
+            }
             return Err(format!("missing column {:?}", expected.name()));
         };
         let ok = match (expected.name().as_str(), found.data_type()) {
@@ -546,5 +592,18 @@ mod tests {
             check_schema(&Schema::new(fields)),
             Err("missing column \"time\"".into())
         );
+    }
+
+    #[test]
+    fn workload_is_optional_but_must_be_text() {
+        assert_eq!(check_schema(&required_schema()), Ok(()));
+        let mut fields: Vec<Field> = required_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(WORKLOAD, DataType::Int64, true));
+        let err = check_schema(&Schema::new(fields)).unwrap_err();
+        assert!(err.contains("\"workload\" is Int64"), "{err}");
     }
 }
