@@ -175,6 +175,32 @@ pub async fn read_rollup(
         Ok(None) => return Err(Stale::Missing),
         Err(e) => return Err(unreadable(&e)),
     };
+    // Decoded off the async workers: a merge reads hundreds of hours, and decoding them one
+    // after another inside the stream of reads would keep them on one core.
+    let (source, computed_by) = (source.to_string(), computed_by.to_string());
+    tokio::task::spawn_blocking(move || decode_rollup(bytes, &source, &computed_by))
+        .await
+        .map_err(|e| unreadable(&e))?
+        .map_err(|e| match e {
+            Decoded::Stale(stale) => stale,
+            Decoded::Unreadable(e) => unreadable(&e),
+        })
+}
+
+/// Why a rollup file's bytes gave no rows.
+enum Decoded {
+    Stale(Stale),
+    Unreadable(String),
+}
+
+/// The rows of a rollup file's `bytes`, if its footer says it was computed from `source` by
+/// `computed_by`.
+fn decode_rollup(
+    bytes: bytes::Bytes,
+    source: &str,
+    computed_by: &str,
+) -> std::result::Result<RecordBatch, Decoded> {
+    let unreadable = |e: &dyn std::fmt::Display| Decoded::Unreadable(e.to_string());
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| unreadable(&e))?;
     let footer = |key: &str| {
         builder
@@ -185,10 +211,10 @@ pub async fn read_rollup(
             .and_then(|kv| kv.value.clone())
     };
     if footer(COMPUTED_BY_KEY).as_deref() != Some(computed_by) {
-        return Err(Stale::LogicChanged);
+        return Err(Decoded::Stale(Stale::LogicChanged));
     }
     if footer(SOURCE_KEY).as_deref() != Some(source) {
-        return Err(Stale::FilesChanged);
+        return Err(Decoded::Stale(Stale::FilesChanged));
     }
     let schema = builder.schema().clone();
     let batches = builder

@@ -97,20 +97,22 @@ CROSS JOIN pod_levels AS p;
 -- a multiple of 0.125, exact in a double), as one value per pod and measure (histogram, an
 -- iodrift function: the bins in order with their counts), with the hour's highest and lowest
 -- bin. Histograms merge by adding counts (histogram_sum): exactly, in any order, which is what
--- makes the incremental baseline equal to the full one.
+-- makes the incremental baseline equal to the full one. A pod belongs to one workload within an
+-- hour (the greatest name, should two sources name it differently): so a pod's hour is one row,
+-- which the baseline's per-pod extremes (`hourly`) take as it is.
 CREATE OR REPLACE VIEW rollup AS
 SELECT
     to_unixtime(date_trunc('hour', bucket)) AS hour,
     cluster,
     pod,
-    workload,
+    max(workload) AS workload,
     measure,
     count(*) AS spans,
     histogram(floor(level * 8) / 8) AS bins,
     max(floor(level * 8) / 8) AS top,
     min(floor(level * 8) / 8) AS bottom
 FROM levels
-GROUP BY to_unixtime(date_trunc('hour', bucket)), cluster, pod, workload, measure;
+GROUP BY to_unixtime(date_trunc('hour', bucket)), cluster, pod, measure;
 
 -- drift_baseline: the hours' histograms added up per pod and hour of day (slot 0-23, UTC), per
 -- workload and hour of day, and per workload over all hours (slot -1), and read as quantiles:
@@ -146,17 +148,12 @@ quantiles AS (
     GROUP BY 1, 2, 3, 4, 5
 ),
 hourly AS (
-    SELECT
-        r.cluster,
-        s.level,
-        CASE s.level WHEN 'pod' THEN r.pod ELSE r.workload END AS entity,
-        r.measure,
-        CAST(r.hour AS BIGINT) / 3600 AS hour,
-        max(r.top) AS top,
-        min(r.bottom) AS bottom
-    FROM (VALUES ('pod'), ('workload')) AS s(level)
-    CROSS JOIN rollup AS r
-    GROUP BY 1, 2, 3, 4, 5
+    SELECT cluster, 'pod' AS level, pod AS entity, measure, CAST(hour AS BIGINT) / 3600 AS hour, top, bottom
+    FROM rollup
+    UNION ALL
+    SELECT cluster, 'workload' AS level, workload AS entity, measure, CAST(hour AS BIGINT) / 3600 AS hour, max(top) AS top, min(bottom) AS bottom
+    FROM rollup
+    GROUP BY cluster, workload, measure, CAST(hour AS BIGINT) / 3600
 ),
 periods AS (
     SELECT

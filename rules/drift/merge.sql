@@ -21,17 +21,12 @@ quantiles AS (
     GROUP BY 1, 2, 3, 4, 5
 ),
 hourly AS (
-    SELECT
-        r.cluster,
-        s.level,
-        CASE s.level WHEN 'pod' THEN r.pod ELSE r.workload END AS entity,
-        r.measure,
-        CAST(r.hour AS BIGINT) / 3600 AS hour,
-        max(r.top) AS top,
-        min(r.bottom) AS bottom
-    FROM (VALUES ('pod'), ('workload')) AS s(level)
-    CROSS JOIN rollups AS r
-    GROUP BY 1, 2, 3, 4, 5
+    SELECT cluster, 'pod' AS level, pod AS entity, measure, CAST(hour AS BIGINT) / 3600 AS hour, top, bottom
+    FROM rollups
+    UNION ALL
+    SELECT cluster, 'workload' AS level, workload AS entity, measure, CAST(hour AS BIGINT) / 3600 AS hour, max(top) AS top, min(bottom) AS bottom
+    FROM rollups
+    GROUP BY cluster, workload, measure, CAST(hour AS BIGINT) / 3600
 ),
 periods AS (
     SELECT
