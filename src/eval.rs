@@ -7,8 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
+use crate::error::Result;
 use crate::finding::Finding;
 use crate::generate::{Label, Labels};
+use crate::location::Location;
+use crate::rule::{Rule, Rules};
+use crate::session::{Engine, Held, SessionBuilder, read_baseline};
+use crate::store::Store;
 use crate::time::{Window, rfc3339};
 
 /// A finding is a true positive when an attack on its pod overlaps the run's window this long.
@@ -210,6 +215,41 @@ impl Tally {
                 .then(|| counts.false_positives as f64 / test_days),
         }
     }
+}
+
+/// Replays the hourly detection at each of `runs` (ESCU's window: -70m@m to -10m@m) over
+/// `store` with the lookups in `baselines`, read once for every run, and tallies each rule's
+/// findings against `labels`.
+pub async fn backtest(
+    store: &Store,
+    labels: &Labels,
+    rules: &[Rule],
+    baselines: &Location,
+    runs: &[DateTime<Utc>],
+    engine: &Engine,
+) -> Result<Tally> {
+    let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+    let all = Rules::of(rules);
+    let mut loaded = Vec::new();
+    for table in all.tables() {
+        loaded.push(read_baseline(Some(baselines), table, rules).await?);
+    }
+    let mut tally = Tally::default();
+    for &now in runs {
+        let window = Window::parse("-70m@m", "-10m@m", now)?;
+        let session = SessionBuilder::new(store.clone())
+            .window(window)
+            .baselines(baselines.clone(), rules)
+            .loaded_baselines(&loaded)
+            .rules(&all)
+            .engine(engine)
+            .hold(Held::DetectionViews)
+            .build()
+            .await?;
+        let findings = crate::finding::collect(&session, rules, None).await?;
+        tally.score(labels, &names, &window, &findings);
+    }
+    Ok(tally)
 }
 
 /// Where the test days start when the user does not say: the last two days of a store of three

@@ -20,7 +20,7 @@ use iodrift::output::{Format, Stdout, write_batches};
 use iodrift::repl::Repl;
 use iodrift::rule::{Job, Rule, Rules, shared_window};
 use iodrift::schedule::{Config, Lease, lease};
-use iodrift::session::{Engine, Held, SessionBuilder};
+use iodrift::session::{Engine, SessionBuilder};
 use iodrift::store::Store;
 use iodrift::time::{Window, resolve, resolve_now, rfc3339};
 
@@ -684,7 +684,6 @@ async fn eval(args: EvalArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
     let labels = generate::Labels::read(&Location::parse(&args.labels, s3)?).await?;
     let store = Location::parse(&args.store, s3)?;
     let rules = chosen_rules(rules, &args.rule)?;
-    let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
     let from = match &args.from {
         Some(t) => resolve(t, Utc::now(), "--from")?,
         None => iodrift::eval::default_test_start(&labels)
@@ -722,20 +721,15 @@ async fn eval(args: EvalArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
     };
     let runs = iodrift::eval::schedule(from, to);
     eprintln!("{}", iodrift::eval::describe(&runs));
-    let mut tally = iodrift::eval::Tally::default();
-    for now in runs {
-        let window = Window::parse("-70m@m", "-10m@m", now)?;
-        let session = SessionBuilder::new(Store::open(store.clone())?)
-            .window(window)
-            .baselines(baselines.clone(), &rules)
-            .rules(&Rules::of(&rules))
-            .engine(&args.engine.engine())
-            .hold(Held::DetectionViews)
-            .build()
-            .await?;
-        let findings = iodrift::finding::collect(&session, &rules, None).await?;
-        tally.score(&labels, &names, &window, &findings);
-    }
+    let tally = iodrift::eval::backtest(
+        &Store::open(store)?,
+        &labels,
+        &rules,
+        &baselines,
+        &runs,
+        &args.engine.engine(),
+    )
+    .await?;
     let test_days = (to - from).num_seconds() as f64 / 86_400.0;
     let batch = scores_batch(&tally.scores(&labels, test_days))?;
     write_batches(&mut Stdout::lock(), &[batch], args.format)

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::lookup::Baseline;
 use crate::materialized::Materialized;
-use crate::rule::{FINDINGS_SQL, Rule, Rules, SHARED_SQL};
+use crate::rule::{FINDINGS_SQL, Rule, Rules, SHARED_SQL, Table};
 use crate::store::{Scan, Store};
 use crate::table;
 use crate::tables::{memory_table, rules_batch};
@@ -46,6 +46,8 @@ pub struct SessionBuilder {
     window: Option<Window>,
     baselines: Option<Location>,
     required: Vec<Rule>,
+    /// Baseline tables already read, taken instead of reading them from `baselines`.
+    loaded: Vec<Baseline>,
     rules: Option<Rules>,
     engine: Engine,
     held: Held,
@@ -84,6 +86,7 @@ impl SessionBuilder {
             window: None,
             baselines: None,
             required: Vec::new(),
+            loaded: Vec::new(),
             rules: None,
             engine: Engine::default(),
             held: Held::Nothing,
@@ -119,6 +122,14 @@ impl SessionBuilder {
     pub fn baselines(mut self, dir: Location, required: &[Rule]) -> SessionBuilder {
         self.baselines = Some(dir);
         self.required = required.to_vec();
+        self
+    }
+
+    /// Takes `baselines` (read from the directory given to [`SessionBuilder::baselines`]) as
+    /// they are instead of reading them again: a backtest's hundreds of hourly sessions share
+    /// one reading of the lookups.
+    pub fn loaded_baselines(mut self, baselines: &[Baseline]) -> SessionBuilder {
+        self.loaded = baselines.to_vec();
         self
     }
 
@@ -178,25 +189,9 @@ impl SessionBuilder {
             None => Rules::built_in()?,
         };
         for table in rules.tables() {
-            let found = match &self.baselines {
-                Some(dir) => Baseline::read_csv(dir, table).await?,
-                None => None,
-            };
-            let required = self.required.iter().any(|r| r.name == table.rule);
-            let baseline = match (found, &self.baselines) {
-                (Some(baseline), _) => baseline,
-                (None, Some(dir)) if required => {
-                    let path = dir.display_at(&Baseline::csv_file_name(table));
-                    return Err(Error::Baseline {
-                        path,
-                        reason: format!(
-                            "no such lookup; write it with `iodrift baseline --rule {} --out {}`",
-                            table.rule,
-                            dir.as_str()
-                        ),
-                    });
-                }
-                _ => Baseline::empty(table),
+            let baseline = match self.loaded.iter().find(|b| b.table.name == table.name) {
+                Some(loaded) => loaded.clone(),
+                None => read_baseline(self.baselines.as_ref(), table, &self.required).await?,
             };
             register(
                 &ctx,
@@ -240,6 +235,32 @@ impl SessionBuilder {
             rules,
         })
     }
+}
+
+/// The baseline table `table` from the lookups in `dir`: empty when `dir` holds none (or there
+/// is no `dir`), unless its rule is one of `required`.
+pub async fn read_baseline(
+    dir: Option<&Location>,
+    table: &Arc<Table>,
+    required: &[Rule],
+) -> Result<Baseline> {
+    let Some(dir) = dir else {
+        return Ok(Baseline::empty(table));
+    };
+    if let Some(found) = Baseline::read_csv(dir, table).await? {
+        return Ok(found);
+    }
+    if !required.iter().any(|r| r.name == table.rule) {
+        return Ok(Baseline::empty(table));
+    }
+    Err(Error::Baseline {
+        path: dir.display_at(&Baseline::csv_file_name(table)),
+        reason: format!(
+            "no such lookup; write it with `iodrift baseline --rule {} --out {}`",
+            table.rule,
+            dir.as_str()
+        ),
+    })
 }
 
 impl Session {
