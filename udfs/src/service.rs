@@ -5,8 +5,10 @@ use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, GenericStringArray, OffsetSizeTrait, StringViewArray,
+    AnyDictionaryArray, Array, ArrayRef, AsArray, BooleanArray, GenericStringArray,
+    OffsetSizeTrait, StringViewArray,
 };
+use datafusion::arrow::compute::nullif;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
@@ -46,7 +48,8 @@ pub fn service_name(pod: &str) -> Cow<'_, str> {
 }
 
 /// `k8s_service(pod)`: accepts Utf8, LargeUtf8, Utf8View and dictionaries of them, and returns
-/// the input's type. A dictionary is rewritten once per dictionary value, keys untouched.
+/// the input's type. A dictionary is rewritten once per dictionary value that a row uses, keys
+/// untouched.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct K8sService {
     signature: Signature,
@@ -128,11 +131,34 @@ fn rewrite_array(array: &ArrayRef) -> Result<ArrayRef> {
         )),
         DataType::Dictionary(_, _) => {
             let dictionary = array.as_any_dictionary();
-            let values = rewrite_array(dictionary.values())?;
+            let values = rewrite_array(&used_values(dictionary)?)?;
             Ok(dictionary.with_values(values))
         }
         other => exec_err!("{K8S_SERVICE_UDF_NAME} cannot read {other}"),
     }
+}
+
+/// A dictionary's values, those no row refers to as nulls (when there are such): a dictionary
+/// concatenated from many batches (the spans' grouping emits one) holds far more pods than its
+/// rows use, and each value costs a regex search.
+fn used_values(dictionary: &dyn AnyDictionaryArray) -> Result<ArrayRef> {
+    let values = dictionary.values();
+    if dictionary.len() >= values.len() {
+        return Ok(values.clone());
+    }
+    let mut unused = vec![true; values.len()];
+    let valid = dictionary.keys().logical_nulls();
+    for (row, key) in dictionary.normalized_keys().into_iter().enumerate() {
+        if valid.as_ref().is_none_or(|v| v.is_valid(row))
+            && let Some(slot) = unused.get_mut(key)
+        {
+            *slot = false;
+        }
+    }
+    if !unused.contains(&true) {
+        return Ok(values.clone());
+    }
+    Ok(nullif(values, &BooleanArray::from(unused))?)
 }
 
 fn rewrite_offsets<O: OffsetSizeTrait>(pods: &GenericStringArray<O>) -> ArrayRef {
@@ -245,5 +271,29 @@ mod tests {
         assert_eq!(rewritten.keys(), dictionary.keys());
         let decoded = datafusion::arrow::compute::cast(rewritten, &DataType::Utf8).unwrap();
         assert_eq!(decoded.as_string::<i32>(), &expected);
+    }
+
+    /// A dictionary with more values than rows (one concatenated from many batches) gives each
+    /// row its name; the values no row uses are not rewritten.
+    #[test]
+    fn a_dictionary_s_unused_values_are_left_out() {
+        use datafusion::arrow::array::Int32Array;
+        let values = StringArray::from(vec![
+            "api-5d9c7b8f6d-x2x4z",
+            "nginx-7c9f8d6b5d-x2kqp",
+            "db-0",
+            "cache-6f7d8c9b4d-abcde",
+            "queue-1",
+        ]);
+        let keys = Int32Array::from(vec![Some(1), None, Some(2), Some(1)]);
+        let dictionary = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap();
+        let rewritten = invoke(Arc::new(dictionary));
+        let decoded = datafusion::arrow::compute::cast(&rewritten, &DataType::Utf8).unwrap();
+        assert_eq!(
+            decoded.as_string::<i32>(),
+            &StringArray::from(vec![Some("nginx"), None, Some("db-0"), Some("nginx")])
+        );
+        let values = rewritten.as_dictionary::<Int32Type>().values().clone();
+        assert_eq!(values.null_count(), 3, "{values:?}");
     }
 }
