@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -240,7 +241,7 @@ def main():
                      help="comma-separated: iodrift, duckdb (answers are cross-checked only with both)")
     run.add_argument("--memory-limit", help="passed to iodrift's --memory-limit (e.g. 4GiB)")
     run.add_argument("--tasks", default="baseline,detect,write,drift",
-                     help="comma-separated: baseline, detect, write, drift (iodrift alone)")
+                     help="comma-separated: baseline, detect, write, drift and eval (iodrift alone)")
     run.add_argument("--baselines", type=Path,
                      help="lookups the detections use (default: iodrift's output of the baseline task)")
     run.add_argument("--generate", nargs=argparse.REMAINDER, default=None,
@@ -321,12 +322,15 @@ def main():
 
     if "drift" in wanted:
         drift_rows = run_drift(args, work, start, end, detect_now, limit)
+    if "eval" in wanted:
+        eval_rows = run_eval(args, work, start, end, limit)
     pods = labels["pods"]
     hours = round((end - start).total_seconds() / 3600)
     limited = f"; iodrift --memory-limit {args.memory_limit}" if args.memory_limit else ""
     print(f"workload: {pods} pods, {hours} h, store {args.store}; median of {args.runs} runs, alternating{limited}")
-    print("| task | engine | rows scanned (written) | wall s | rows/s | peak RSS MiB | iodrift/DuckDB wall |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    if results:
+        print("| task | engine | rows scanned (written) | wall s | rows/s | peak RSS MiB | iodrift/DuckDB wall |")
+        print("|---|---|---:|---:|---:|---:|---:|")
     for name, rows, medians in results:
         both = len(medians) == 2
         ratio = f"{medians['iodrift'][0] / medians['duckdb'][0]:.2f}" if both else "n/a"
@@ -343,6 +347,43 @@ def main():
         for name, rows, wall, rss, peer_name, peer, target in drift_rows(escu):
             ratio = f"{wall / peer:.3f}" if peer else "n/a"
             print(f"| {name} | {rows:,} | {wall:.2f} | {rss / 2**20:,.0f} | {ratio} | {peer_name} ({target}) |")
+    if "eval" in wanted:
+        print()
+        print("eval, iodrift alone (peer: a full baseline of every rule over the same test days)")
+        print("| task | rows in test days | wall s | peak RSS MiB | ratio | against |")
+        print("|---|---:|---:|---:|---:|---|")
+        for name, rows, wall, rss, peer_name, peer, target in eval_rows:
+            print(f"| {name} | {rows:,} | {wall:.2f} | {rss / 2**20:,.0f} | {wall / peer:.3f} | {peer_name} ({target}) |")
+
+
+def run_eval(args, work, start, end, limit):
+    """`iodrift eval`'s hourly runs over the store's last two days (the default test days),
+    against lookups of every rule computed over the days before them (not timed), and its peer:
+    one full baseline of every rule over those two test days."""
+    test_start = end - timedelta(days=2)
+    lookups = work / "eval-lookups"
+    subprocess.run([args.iodrift, "baseline", "--full", "--rule", "all", "--store", str(args.store),
+                    "--out", str(lookups), "--earliest", iso(start), "--latest", iso(test_start), *limit],
+                   check=True, stdout=subprocess.DEVNULL)
+    samples = {"eval": [], "baseline": []}
+    for run_index in range(args.runs):
+        out = work / f"eval-{run_index}"
+        out.mkdir()
+        samples["eval"].append(measure(["sh", "-c", " ".join(shlex.quote(a) for a in [
+            args.iodrift, "eval", "--store", str(args.store), "--labels", f"{args.store}.labels.json",
+            "--baselines", str(lookups), "--from", iso(test_start), "--to", iso(end), "--format", "csv",
+            *limit]) + f" > {shlex.quote(str(out / 'scores.csv'))}"]))
+        samples["baseline"].append(measure([
+            args.iodrift, "baseline", "--full", "--rule", "all", "--store", str(args.store),
+            "--out", str(out / "baseline"), "--earliest", iso(test_start), "--latest", iso(end), *limit]))
+    median = {k: (statistics.median(s[0] for s in v), max(s[1] for s in v)) for k, v in samples.items()}
+    rows = count_rows(args.store, test_start, end)
+    return [
+        ("eval (48 hourly runs, every rule)", rows, *median["eval"],
+         "full baseline of every rule over the test days", median["baseline"][0], "at most 5"),
+        ("full baseline of every rule over the test days", rows, *median["baseline"],
+         "itself", median["baseline"][0], "peer"),
+    ]
 
 
 def run_drift(args, work, start, end, detect_now, limit):

@@ -2,14 +2,16 @@
 # Side-by-side benchmark of iodrift and DuckDB on one synthetic store (see benches/compare.py).
 #   benches/run.sh [--services N] [--replicas N] [--hours N] [--runs N] [--seed N]
 #                  [--engines iodrift,duckdb] [--memory-limit SIZE]
-#                  [--tasks baseline,detect,write,drift] [--baselines DIR]
+#                  [--tasks baseline,detect,write,drift,eval] [--baselines DIR]
 # --baselines gives the detections lookups of your own (e.g. over one day of a 30-day store)
 # instead of the baseline task's output, so that --tasks detect runs alone.
 # Defaults: 220 Deployments x 3 replicas (~2,000 pods with DaemonSets, StatefulSets and Jobs), 168 hours.
 # Tasks: both baselines over the whole store, both detections over its last hour, and writing
 # (iodrift generating the store again against DuckDB rewriting its files, hour by hour); drift
 # (iodrift alone: its full baseline, its daily recomputation over stored hourly rollups and its
-# last-hour detection, against iodrift's ESCU tasks of the same run).
+# last-hour detection, against iodrift's ESCU tasks of the same run); eval (iodrift alone: the
+# backtest's 48 hourly runs over the last two days, against one full baseline of every rule over
+# those days; not in the default tasks).
 # The store is generated once into ~/.cache/iodrift-bench and reused; DuckDB comes from PyPI
 # into a virtualenv there too.
 set -euo pipefail
