@@ -78,22 +78,18 @@ fn columns(with_workload: bool) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// `batch` (rows read from a store file) in the columns and types of [`schema`]: strings of any
-/// encoding as dictionaries, a missing [`WORKLOAD`] as nulls, other columns dropped.
+/// `batch` (rows read from a store file) in the columns and types of [`schema`], if its columns
+/// meet the store contract ([`check_schema`]): strings of any encoding as dictionaries, a missing
+/// [`WORKLOAD`] as nulls, other columns dropped.
 pub fn conform(batch: &RecordBatch) -> std::result::Result<RecordBatch, ArrowError> {
+    check_schema(&batch.schema()).map_err(ArrowError::SchemaError)?;
     let schema = schema();
     let columns = schema
         .fields()
         .iter()
         .map(|field| match batch.column_by_name(field.name()) {
             Some(column) => cast(column, field.data_type()),
-            None if field.name() == WORKLOAD => {
-                Ok(new_null_array(field.data_type(), batch.num_rows()))
-            }
-            None => Err(ArrowError::SchemaError(format!(
-                "missing column {:?}",
-                field.name()
-            ))),
+            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     RecordBatch::try_new(schema, columns)
@@ -605,5 +601,40 @@ mod tests {
         fields.push(Field::new(WORKLOAD, DataType::Int64, true));
         let err = check_schema(&Schema::new(fields)).unwrap_err();
         assert!(err.contains("\"workload\" is Int64"), "{err}");
+    }
+
+    /// What compaction reads is cast to the store's types only where the contract allows it:
+    /// plain strings become dictionaries and a missing workload nulls, but a value column of
+    /// strings is refused, not cast (a cast would turn "abc" into a null).
+    #[test]
+    fn conform_casts_string_encodings_and_refuses_other_types() {
+        use datafusion::arrow::array::{
+            Array, ArrayRef, Float64Array, StringArray, TimestampMillisecondArray,
+        };
+        let text = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+        let mut columns: Vec<(&str, ArrayRef)> = vec![
+            (
+                "time",
+                Arc::new(TimestampMillisecondArray::from(vec![0]).with_timezone("UTC")),
+            ),
+            ("metric", text("k8s.pod.network.io")),
+            ("cluster", text("c")),
+            ("namespace", text("n")),
+            ("node", text("node-1")),
+            ("pod", text("web-0")),
+            ("direction", text("receive")),
+            ("interface", text("eth0")),
+            ("value", Arc::new(Float64Array::from(vec![1.0]))),
+        ];
+        let conformed = conform(&RecordBatch::try_from_iter(columns.clone()).unwrap()).unwrap();
+        assert_eq!(conformed.schema(), schema());
+        assert!(conformed.column_by_name(WORKLOAD).unwrap().is_null(0));
+
+        columns[8] = ("value", text("abc"));
+        let err = conform(&RecordBatch::try_from_iter(columns).unwrap()).unwrap_err();
+        assert!(
+            err.to_string().contains("column \"value\" is Utf8"),
+            "{err}"
+        );
     }
 }
