@@ -577,6 +577,22 @@ impl GroupsAccumulator for ExactGroupsAccumulator {
     ) -> Result<()> {
         self.grow(total_num_groups);
         let input = self.input;
+        if input == Input::Values {
+            let values = values[0].as_primitive::<Float64Type>();
+            let groups = &mut self.groups;
+            if values.null_count() == 0 && opt_filter.is_none() {
+                for (&group, &value) in group_indices.iter().zip(values.values()) {
+                    groups.update(group, |m| m.add(value));
+                }
+            } else {
+                for (row, &group) in group_indices.iter().enumerate() {
+                    if values.is_valid(row) && selected(opt_filter, row) {
+                        groups.update(group, |m| m.add(values.value(row)));
+                    }
+                }
+            }
+            return Ok(());
+        }
         for (row, &group) in group_indices.iter().enumerate() {
             if selected(opt_filter, row) {
                 let mut result = Ok(());

@@ -8,9 +8,12 @@
 //! that is most of the time of the query. Here the sorted keys are compared once per run of equal
 //! values (`arrow`'s `partition`), the other keys are small integers (dictionary strings are
 //! interned once per dictionary, times are their integer values), and a group's keys are taken
-//! from its first row, a batch at a time. The means are the very bits `exact_avg` gives: the
-//! same exact sums ([`Moments`]), rounded once.
+//! from its first row, a batch at a time, and emitted as the batch's piece once its groups are
+//! closed (no copy of the keys). The means are the very bits `exact_avg` gives: a span of one or
+//! two values (nearly every span) takes its mean from the values themselves, the correctly
+//! rounded sum halved; longer ones the same exact sums ([`Moments`]), rounded once.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::mem::size_of;
 use std::pin::Pin;
@@ -20,7 +23,7 @@ use std::task::{Context, Poll};
 use datafusion::arrow::array::{
     Array, ArrayData, ArrayRef, AsArray, Float64Array, RecordBatch, UInt32Array,
 };
-use datafusion::arrow::compute::{cast, concat, partition, take};
+use datafusion::arrow::compute::{cast, partition, take};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::HashMap;
@@ -268,6 +271,7 @@ impl ExecutionPlan for SortedExactAvgExec {
             interner: Interner::default(),
             last_sorted: None,
             converter: None,
+            output: VecDeque::new(),
             finished: false,
             baseline: BaselineMetrics::new(&self.metrics, partition),
             reservation,
@@ -286,25 +290,105 @@ struct InnerKey {
     values: [i64; MAX_INNER_KEYS],
 }
 
-/// The groups not yet emitted: those of closed runs first, then those of the open run.
+/// A group's running mean: its first two values as they are, beyond that exact [`Moments`].
+/// The mean of one value is that value, and of two values one float addition halved: the
+/// correctly rounded sum that [`Moments`] gives, so the same bits without its exact sum.
+#[derive(Debug, Default)]
+enum Mean {
+    #[default]
+    Empty,
+    One(f64),
+    Two(f64, f64),
+    Many(Box<Moments>),
+}
+
+impl Mean {
+    fn add(&mut self, x: f64) {
+        *self = match std::mem::take(self) {
+            Mean::Empty => Mean::One(x),
+            Mean::One(a) => Mean::Two(a, x),
+            Mean::Two(a, b) => {
+                let mut moments = Box::<Moments>::default();
+                for value in [a, b, x] {
+                    moments.add(value);
+                }
+                Mean::Many(moments)
+            }
+            Mean::Many(mut moments) => {
+                moments.add(x);
+                Mean::Many(moments)
+            }
+        };
+    }
+
+    fn value(&self) -> Option<f64> {
+        match self {
+            Mean::Empty => None,
+            Mean::One(a) => Some(*a),
+            Mean::Two(a, b) => Some((a + b) / 2.0),
+            Mean::Many(moments) => moments.mean(),
+        }
+    }
+}
+
+/// The key columns of the groups first met in one input batch (one row per group).
+#[derive(Debug)]
+struct Piece {
+    keys: Vec<ArrayRef>,
+    groups: usize,
+}
+
+/// The groups not yet emitted, in the order they were met: those of closed runs first, then
+/// those of the open run. Groups are numbered from the stream's start.
 #[derive(Debug, Default)]
 struct Groups {
-    /// Each group's statistics, `arguments` per group, in the order the groups were met.
-    moments: Vec<Moments>,
-    /// The key columns of the groups not yet emitted, in the same order, in pieces.
-    keys: Vec<Vec<ArrayRef>>,
-    /// How many groups are held.
-    count: usize,
-    /// How many of the groups belong to closed runs.
+    /// Each held group's means, `arguments` per group.
+    means: VecDeque<Mean>,
+    /// The held groups' keys, a piece per batch that met new groups.
+    pieces: VecDeque<Piece>,
+    /// How many groups were emitted: the number of the first held group.
+    emitted: usize,
+    /// How many groups were met.
+    met: usize,
+    /// How many groups belong to closed runs.
     closed: usize,
-    /// The open run's groups by inner key (their index among all groups of the open run).
+    /// The open run's first group, and its inner key.
+    open_first: Option<(InnerKey, usize)>,
+    /// The open run's other groups by inner key (a run almost always has one inner key).
     open: HashMap<InnerKey, usize>,
 }
 
 impl Groups {
     fn close_run(&mut self) {
-        self.open.clear();
-        self.closed = self.count;
+        self.open_first = None;
+        if !self.open.is_empty() {
+            self.open.clear();
+        }
+        self.closed = self.met;
+    }
+
+    /// The open run's group of `key`, a new one (and `on_new()` called) if the run has none.
+    fn group_of(&mut self, key: InnerKey, arguments: usize, on_new: impl FnOnce()) -> usize {
+        match self.open_first {
+            Some((first, group)) if first == key => return group,
+            Some(_) => {
+                if let Some(group) = self.open.get(&key) {
+                    return *group;
+                }
+            }
+            None => {}
+        }
+        on_new();
+        let group = self.met;
+        self.met += 1;
+        self.means.extend((0..arguments).map(|_| Mean::Empty));
+        match self.open_first {
+            None => self.open_first = Some((key, group)),
+            Some(_) => {
+                self.open.insert(key, group);
+            }
+        }
+        group
     }
 }
 
@@ -387,17 +471,19 @@ struct SortedExactAvgStream {
     /// The sorted keys of the last row read: a run may go on in the next batch.
     last_sorted: Option<OwnedRow>,
     converter: Option<RowConverter>,
+    /// Batches of closed groups not yet returned.
+    output: VecDeque<RecordBatch>,
     finished: bool,
     baseline: BaselineMetrics,
     reservation: MemoryReservation,
 }
 
 impl SortedExactAvgStream {
-    /// Adds `batch`'s rows to their groups; returns the groups its runs closed, if any.
-    fn add(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+    /// Adds `batch`'s rows to their groups, and queues the groups its runs closed.
+    fn add(&mut self, batch: &RecordBatch) -> Result<()> {
         let rows = batch.num_rows();
         if rows == 0 {
-            return Ok(None);
+            return Ok(());
         }
         let keys = self
             .group_exprs
@@ -467,88 +553,72 @@ impl SortedExactAvgStream {
                 }
                 let group = match previous {
                     Some((k, group)) if k == key => group,
-                    _ => {
-                        let groups = &mut self.groups;
-                        let first_of_run = groups.closed;
-                        let local = *groups.open.entry(key).or_insert_with(|| {
-                            new_rows.push(row as u32);
-                            groups
-                                .moments
-                                .extend((0..arguments).map(|_| Moments::default()));
-                            groups.count += 1;
-                            groups.count - 1 - first_of_run
-                        });
-                        local + first_of_run
-                    }
+                    _ => self
+                        .groups
+                        .group_of(key, arguments, || new_rows.push(row as u32)),
                 };
                 previous = Some((key, group));
+                let first = (group - self.groups.emitted) * arguments;
                 for (argument, column) in values.iter().enumerate() {
                     if column.is_valid(row) {
-                        self.groups.moments[group * arguments + argument].add(column.value(row));
+                        self.groups.means[first + argument].add(column.value(row));
                     }
                 }
             }
         }
         if !new_rows.is_empty() {
+            let groups = new_rows.len();
             let rows = UInt32Array::from(new_rows);
-            let taken = keys
+            let keys = keys
                 .iter()
                 .map(|k| take(k.as_ref(), &rows, None))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            self.groups.keys.push(taken);
+            self.groups.pieces.push_back(Piece { keys, groups });
         }
-        self.emit(self.groups.closed)
+        self.emit_closed_pieces()?;
+        self.track_memory()
     }
 
-    /// The first `count` groups as output rows, removed from the held groups.
-    fn emit(&mut self, count: usize) -> Result<Option<RecordBatch>> {
+    /// Queues as output batches the held pieces whose groups all belong to closed runs.
+    fn emit_closed_pieces(&mut self) -> Result<()> {
         let arguments = self.arguments.len();
-        if count == 0 {
-            self.track_memory()?;
-            return Ok(None);
-        }
-        let columns = self.group_exprs.len();
-        let mut output = Vec::with_capacity(columns + arguments);
-        let mut rest = Vec::with_capacity(columns);
-        for column in 0..columns {
-            let pieces: Vec<&dyn Array> = self
+        while let Some(piece) = self.groups.pieces.front() {
+            if self.groups.emitted + piece.groups > self.groups.closed {
+                break;
+            }
+            let piece = self.groups.pieces.pop_front().expect("a front piece");
+            let means: Vec<Mean> = self
                 .groups
-                .keys
-                .iter()
-                .map(|k| k[column].as_ref())
+                .means
+                .drain(..piece.groups * arguments)
                 .collect();
-            let all = concat(&pieces)?;
-            output.push(all.slice(0, count));
-            rest.push(all.slice(count, all.len() - count));
+            let mut columns = piece.keys;
+            for argument in 0..arguments {
+                let column: Float64Array = means
+                    .iter()
+                    .skip(argument)
+                    .step_by(arguments.max(1))
+                    .map(Mean::value)
+                    .collect();
+                columns.push(Arc::new(column));
+            }
+            let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+            self.groups.emitted += piece.groups;
+            self.output.push_back(batch);
         }
-        let moments: Vec<Moments> = self.groups.moments.drain(..count * arguments).collect();
-        for argument in 0..arguments {
-            let means: Float64Array = (0..count)
-                .map(|g| moments[g * arguments + argument].mean())
-                .collect();
-            output.push(Arc::new(means));
-        }
-        self.groups.keys = if rest.first().is_some_and(|r| !r.is_empty()) {
-            vec![rest]
-        } else {
-            Vec::new()
-        };
-        self.groups.closed -= count;
-        self.groups.count -= count;
-        self.track_memory()?;
-        Ok(Some(RecordBatch::try_new(self.schema.clone(), output)?))
+        Ok(())
     }
 
     fn track_memory(&mut self) -> Result<()> {
         let keys: usize = self
             .groups
-            .keys
+            .pieces
             .iter()
-            .flatten()
+            .flat_map(|p| &p.keys)
             .map(|a| a.get_array_memory_size())
             .sum();
         let size = keys
-            + self.groups.moments.capacity() * size_of::<Moments>()
+            + self.groups.means.capacity() * size_of::<Mean>()
             + self.groups.open.capacity() * size_of::<(InnerKey, usize)>()
             + self.interner.ids.capacity() * size_of::<(String, i64)>();
         self.reservation.try_resize(size)
@@ -560,11 +630,13 @@ impl Stream for SortedExactAvgStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
+            if let Some(batch) = self.output.pop_front() {
+                return self.baseline.record_poll(Poll::Ready(Some(Ok(batch))));
+            }
             if self.finished {
                 return Poll::Ready(None);
             }
-            let polled = self.input.poll_next_unpin(cx);
-            let result = match polled {
+            let result = match self.input.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(Some(Ok(batch))) => {
@@ -577,20 +649,13 @@ impl Stream for SortedExactAvgStream {
                     let timer = self.baseline.elapsed_compute().clone();
                     let _timer = timer.timer();
                     self.groups.close_run();
-                    let all = self.groups.closed;
-                    self.emit(all)
+                    self.emit_closed_pieces()
                 }
             };
-            match result {
-                Ok(Some(batch)) => {
-                    let poll = Poll::Ready(Some(Ok(batch)));
-                    return self.baseline.record_poll(poll);
-                }
-                Ok(None) => continue,
-                Err(e) => {
-                    self.finished = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
+            if let Err(e) = result {
+                self.finished = true;
+                self.output.clear();
+                return Poll::Ready(Some(Err(e)));
             }
         }
     }
@@ -654,9 +719,16 @@ mod tests {
                                 (5, s) if s % 17 == 0 => None,
                                 _ => Some(format!("n{}", pod % 2)),
                             };
-                            let value = (i % 13 != 0).then(|| {
-                                (i as f64 * 0.618_033_988_7).sin() * 10f64.powi((i % 9) as i32)
-                                    / 3.0
+                            let value = (i % 13 != 0).then(|| match i % 101 {
+                                // Values whose sums overflow, or are not finite, or signed zeros.
+                                7 => f64::MAX,
+                                8 => f64::INFINITY,
+                                9 => f64::NEG_INFINITY,
+                                10 => -0.0,
+                                _ => {
+                                    (i as f64 * 0.618_033_988_7).sin() * 10f64.powi((i % 9) as i32)
+                                        / 3.0
+                                }
                             });
                             for _interface in 0..(1 + step % 2) {
                                 rows.push((
@@ -760,6 +832,13 @@ mod tests {
             // No aggregate left (as under `SELECT count(*)`): the groups alone.
             "SELECT hour, cluster, pod, node, date_bin(INTERVAL '10 seconds', time) AS bucket \
              FROM metrics GROUP BY hour, cluster, pod, node, date_bin(INTERVAL '10 seconds', time)",
+            // Spans of one or two values (a step is 2.5 s, some steps have two interfaces).
+            "SELECT hour, cluster, pod, node, direction, date_bin(INTERVAL '2500 milliseconds', time) AS bucket, \
+                 exact_avg(value) AS io \
+             FROM metrics GROUP BY hour, cluster, pod, node, direction, date_bin(INTERVAL '2500 milliseconds', time)",
+            "SELECT hour, cluster, pod, node, direction, date_bin(INTERVAL '5 seconds', time) AS bucket, \
+                 exact_avg(value) AS io \
+             FROM metrics GROUP BY hour, cluster, pod, node, direction, date_bin(INTERVAL '5 seconds', time)",
             // Every key sorted: one group per run.
             "SELECT hour, cluster, pod, exact_avg(value) AS io FROM metrics GROUP BY hour, cluster, pod",
         ];
