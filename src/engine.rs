@@ -47,6 +47,7 @@ pub fn local_context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Session
         .with_config(config)
         .with_runtime_env(runtime)
         .with_physical_optimizer_rule(Arc::new(iodrift_udfs::SortedExactAvgRule))
+        .with_physical_optimizer_rule(Arc::new(iodrift_udfs::DictionaryGroupsRule))
         .build();
     SessionContext::new_with_state(state)
 }

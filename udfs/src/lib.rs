@@ -2,10 +2,12 @@
 //! Register them in any `SessionContext` with [`register_all`]; each module holds one function.
 
 mod anomaly;
+mod dictionary_groups;
 mod exact;
 mod groups;
 mod histogram;
 mod number;
+mod operator;
 mod quantile;
 mod service;
 mod sorted_avg;
@@ -15,6 +17,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 pub use anomaly::{ANOMALY_TEXT_UDF_NAME, AnomalyText, Measure, anomaly_text};
+pub use dictionary_groups::{DictionaryGroupsExec, DictionaryGroupsRule};
 pub use exact::{
     EXACT_AVG_UDAF_NAME, EXACT_M2_UDAF_NAME, EXACT_MERGE_AVG_UDAF_NAME,
     EXACT_MERGE_MOMENTS_UDAF_NAME, EXACT_MERGE_STDDEV_SAMP_UDAF_NAME, EXACT_MOMENTS_UDAF_NAME,

@@ -16,9 +16,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::mem::size_of;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use datafusion::arrow::array::{
     Array, ArrayData, ArrayRef, AsArray, Float64Array, RecordBatch, UInt32Array,
@@ -28,7 +26,7 @@ use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::HashMap;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result, internal_err};
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
@@ -38,11 +36,11 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, InputOrderMode,
-    PlanProperties, RecordBatchStream, ReplaceChildrenOptions, SendableRecordBatchStream,
+    PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
 };
-use futures::{Stream, StreamExt};
 
 use crate::exact::{EXACT_AVG_UDAF_NAME, Moments};
+use crate::operator::{Fold, FoldStream, is_integer_key, replace_aggregates};
 
 /// Replaces each `AggregateExec` that computes only `exact_avg`s of `Float64` values, in one stage
 /// (`Single` or `SinglePartitioned`), over input sorted by some of its group keys, whose other keys
@@ -56,18 +54,7 @@ impl PhysicalOptimizerRule for SortedExactAvgRule {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            let replaced = node
-                .downcast_ref::<AggregateExec>()
-                .map(SortedExactAvgExec::try_new)
-                .transpose()?
-                .flatten();
-            Ok(match replaced {
-                Some(exec) => Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>),
-                None => Transformed::no(node),
-            })
-        })
-        .data()
+        replace_aggregates(plan, SortedExactAvgExec::try_new)
     }
 
     fn name(&self) -> &str {
@@ -145,16 +132,7 @@ impl SortedExactAvgExec {
                     InnerKind::Text
                 }
                 data_type if is_text(&data_type) => InnerKind::Text,
-                DataType::Int8
-                | DataType::Int16
-                | DataType::Int32
-                | DataType::Int64
-                | DataType::UInt8
-                | DataType::UInt16
-                | DataType::UInt32
-                | DataType::Date32
-                | DataType::Date64
-                | DataType::Timestamp(_, _) => InnerKind::Integer,
+                data_type if is_integer_key(&data_type) => InnerKind::Integer,
                 _ => return Ok(None),
             };
             inner.push((index, kind));
@@ -260,22 +238,25 @@ impl ExecutionPlan for SortedExactAvgExec {
             .collect();
         let reservation = MemoryConsumer::new(format!("SortedExactAvgExec[{partition}]"))
             .register(context.memory_pool());
-        Ok(Box::pin(SortedExactAvgStream {
-            input,
-            schema: self.schema(),
+        let fold = SortedExactAvg {
             group_exprs,
             sorted: self.sorted.clone(),
             inner: self.inner.clone(),
             arguments,
+            schema: self.schema(),
             groups: Groups::default(),
             interner: Interner::default(),
             last_sorted: None,
             converter: None,
-            output: VecDeque::new(),
-            finished: false,
-            baseline: BaselineMetrics::new(&self.metrics, partition),
             reservation,
-        }))
+        };
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
+        Ok(Box::pin(FoldStream::new(
+            input,
+            self.schema(),
+            fold,
+            baseline,
+        )))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -459,28 +440,24 @@ impl Interner {
     }
 }
 
-struct SortedExactAvgStream {
-    input: SendableRecordBatchStream,
-    schema: SchemaRef,
+/// The groups of one partition's stream, and what computes them.
+struct SortedExactAvg {
     group_exprs: Vec<Arc<dyn PhysicalExpr>>,
     sorted: Vec<usize>,
     inner: Vec<(usize, InnerKind)>,
     arguments: Vec<Arc<dyn PhysicalExpr>>,
+    schema: SchemaRef,
     groups: Groups,
     interner: Interner,
     /// The sorted keys of the last row read: a run may go on in the next batch.
     last_sorted: Option<OwnedRow>,
     converter: Option<RowConverter>,
-    /// Batches of closed groups not yet returned.
-    output: VecDeque<RecordBatch>,
-    finished: bool,
-    baseline: BaselineMetrics,
     reservation: MemoryReservation,
 }
 
-impl SortedExactAvgStream {
+impl Fold for SortedExactAvg {
     /// Adds `batch`'s rows to their groups, and queues the groups its runs closed.
-    fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn add(&mut self, batch: &RecordBatch, output: &mut VecDeque<RecordBatch>) -> Result<()> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(());
@@ -575,12 +552,19 @@ impl SortedExactAvgStream {
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             self.groups.pieces.push_back(Piece { keys, groups });
         }
-        self.emit_closed_pieces()?;
+        self.emit_closed_pieces(output)?;
         self.track_memory()
     }
 
+    fn finish(&mut self, output: &mut VecDeque<RecordBatch>) -> Result<()> {
+        self.groups.close_run();
+        self.emit_closed_pieces(output)
+    }
+}
+
+impl SortedExactAvg {
     /// Queues as output batches the held pieces whose groups all belong to closed runs.
-    fn emit_closed_pieces(&mut self) -> Result<()> {
+    fn emit_closed_pieces(&mut self, output: &mut VecDeque<RecordBatch>) -> Result<()> {
         let arguments = self.arguments.len();
         while let Some(piece) = self.groups.pieces.front() {
             if self.groups.emitted + piece.groups > self.groups.closed {
@@ -604,7 +588,7 @@ impl SortedExactAvgStream {
             }
             let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
             self.groups.emitted += piece.groups;
-            self.output.push_back(batch);
+            output.push_back(batch);
         }
         Ok(())
     }
@@ -625,68 +609,16 @@ impl SortedExactAvgStream {
     }
 }
 
-impl Stream for SortedExactAvgStream {
-    type Item = Result<RecordBatch>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            if let Some(batch) = self.output.pop_front() {
-                return self.baseline.record_poll(Poll::Ready(Some(Ok(batch))));
-            }
-            if self.finished {
-                return Poll::Ready(None);
-            }
-            let result = match self.input.poll_next_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(Some(Ok(batch))) => {
-                    let timer = self.baseline.elapsed_compute().clone();
-                    let _timer = timer.timer();
-                    self.add(&batch)
-                }
-                Poll::Ready(None) => {
-                    self.finished = true;
-                    let timer = self.baseline.elapsed_compute().clone();
-                    let _timer = timer.timer();
-                    self.groups.close_run();
-                    self.emit_closed_pieces()
-                }
-            };
-            if let Err(e) = result {
-                self.finished = true;
-                self.output.clear();
-                return Poll::Ready(Some(Err(e)));
-            }
-        }
-    }
-}
-
-impl RecordBatchStream for SortedExactAvgStream {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-}
-
-impl fmt::Debug for SortedExactAvgStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SortedExactAvgStream")
-            .finish_non_exhaustive()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::run_with_rule;
     use datafusion::arrow::array::{
         DictionaryArray, Int64Array, StringArray, TimestampMillisecondArray,
     };
     use datafusion::arrow::datatypes::{Field, Int32Type, Schema, TimeUnit};
-    use datafusion::arrow::util::display::array_value_to_string;
-    use datafusion::common::config::Dialect;
     use datafusion::datasource::MemTable;
-    use datafusion::execution::SessionStateBuilder;
-    use datafusion::physical_plan::{collect, displayable};
-    use datafusion::prelude::{SessionConfig, SessionContext, col};
+    use datafusion::prelude::{SessionConfig, col};
 
     /// Rows sorted by (hour, cluster, pod, direction, time) as a store's hour files are, in
     /// batches whose dictionaries differ, with nulls in every column but the sorted ones.
@@ -779,42 +711,15 @@ mod tests {
     }
 
     async fn run(sql: &str, with_rule: bool) -> Result<(Vec<String>, String)> {
-        let mut config = SessionConfig::new().with_target_partitions(1);
-        config.options_mut().sql_parser.dialect = Dialect::PostgreSQL;
-        let mut builder = SessionStateBuilder::new()
-            .with_default_features()
-            .with_config(config);
-        if with_rule {
-            builder = builder.with_physical_optimizer_rule(Arc::new(SortedExactAvgRule));
-        }
-        let ctx = SessionContext::new_with_state(builder.build());
-        crate::register_all(&ctx);
         let (schema, batches) = sorted_batches();
         let order = ["hour", "cluster", "pod", "direction", "time"]
             .iter()
             .map(|c| col(*c).sort(true, false))
             .collect();
         let table = MemTable::try_new(schema, vec![batches])?.with_sort_order(vec![order]);
-        ctx.register_table("metrics", Arc::new(table))?;
-        let plan = ctx.sql(sql).await?.create_physical_plan().await?;
-        let shown = displayable(plan.as_ref()).indent(true).to_string();
-        let batches = collect(plan, ctx.task_ctx()).await?;
-        let mut rows = Vec::new();
-        for batch in &batches {
-            for row in 0..batch.num_rows() {
-                let cells: Vec<String> = batch
-                    .columns()
-                    .iter()
-                    .map(|c| match c.as_primitive_opt::<Float64Type>() {
-                        Some(f) if f.is_valid(row) => format!("{:016x}", f.value(row).to_bits()),
-                        _ => array_value_to_string(c, row).expect("displayable"),
-                    })
-                    .collect();
-                rows.push(cells.join("|"));
-            }
-        }
-        rows.sort();
-        Ok((rows, shown))
+        let rule = with_rule.then(|| Arc::new(SortedExactAvgRule) as _);
+        let config = SessionConfig::new().with_target_partitions(1);
+        run_with_rule(sql, config, table, rule).await
     }
 
     #[tokio::test]
