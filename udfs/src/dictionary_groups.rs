@@ -12,31 +12,29 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{cast, take_record_batch};
-use datafusion::arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::array::{AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
-use datafusion::common::{HashMap, Result, internal_err};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Result, internal_err};
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
-use datafusion::logical_expr::{EmitTo, GroupsAccumulator, Volatility};
-use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
-use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
 
-use crate::operator::{Fold, FoldStream, is_integer_key, replace_aggregates};
-
-/// The most columns the group keys of a [`DictionaryGroupsExec`] may read.
-const MAX_COMPONENTS: usize = 4;
+use crate::operator::{
+    AggregateInput, Fold, FoldStream, MANY_COMBINATIONS, MAX_COMPONENTS, Unfolded,
+    add_columns_read, combinations, evaluate_all, is_integer_key, replace_aggregates, unfold,
+};
 
 /// Replaces each partial `AggregateExec` (without grouping sets, limits or dynamic filters)
 /// whose group keys read only dictionary-encoded strings and integers, at least one dictionary
@@ -63,13 +61,6 @@ impl PhysicalOptimizerRule for DictionaryGroupsRule {
     }
 }
 
-/// What one aggregate function reads, over the operator's input.
-#[derive(Debug, Clone)]
-struct Aggregate {
-    arguments: Vec<Arc<dyn PhysicalExpr>>,
-    filter: Option<Arc<dyn PhysicalExpr>>,
-}
-
 /// A partial `AggregateExec` run with its group keys computed per distinct combination of the
 /// input columns they read.
 #[derive(Debug)]
@@ -81,7 +72,7 @@ pub struct DictionaryGroupsExec {
     /// The group key expressions over `input`.
     group_exprs: Vec<Arc<dyn PhysicalExpr>>,
     /// The aggregate functions' arguments and filters over `input`.
-    aggregates: Vec<Aggregate>,
+    aggregates: Vec<AggregateInput>,
     /// The columns of `input` that the group keys read.
     components: Vec<usize>,
     metrics: ExecutionPlanMetricsSet,
@@ -103,52 +94,15 @@ impl DictionaryGroupsExec {
         if !plain {
             return Ok(None);
         }
-        let (input, projection) = match aggregate.input().downcast_ref::<ProjectionExec>() {
-            Some(projection) => (projection.input().clone(), Some(projection)),
-            None => (aggregate.input().clone(), None),
-        };
-        let unfold = |expr: &Arc<dyn PhysicalExpr>| -> Result<Arc<dyn PhysicalExpr>> {
-            match projection {
-                Some(projection) => unfold_projection(expr, projection),
-                None => Ok(expr.clone()),
-            }
-        };
-        let group_exprs = group_by
-            .expr()
-            .iter()
-            .map(|(e, _)| unfold(e))
-            .collect::<Result<Vec<_>>>()?;
-        let aggregates = aggregate
-            .aggr_expr()
-            .iter()
-            .zip(aggregate.filter_expr())
-            .map(|(function, filter)| {
-                Ok(Aggregate {
-                    arguments: function
-                        .expressions()
-                        .iter()
-                        .map(&unfold)
-                        .collect::<Result<_>>()?,
-                    filter: filter.as_ref().map(&unfold).transpose()?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let Unfolded {
+            input,
+            group_exprs,
+            aggregates,
+        } = unfold(aggregate)?;
         let schema = input.schema();
         let mut components = Vec::new();
         for expr in &group_exprs {
-            let mut volatile = false;
-            expr.apply(|e| {
-                if let Some(column) = e.downcast_ref::<Column>()
-                    && !components.contains(&column.index())
-                {
-                    components.push(column.index());
-                }
-                if let Some(function) = e.downcast_ref::<ScalarFunctionExpr>() {
-                    volatile |= function.fun().signature().volatility == Volatility::Volatile;
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })?;
-            if volatile {
+            if !add_columns_read(expr, &mut components)? {
                 return Ok(None);
             }
         }
@@ -170,26 +124,6 @@ impl DictionaryGroupsExec {
             metrics: ExecutionPlanMetricsSet::new(),
         }))
     }
-}
-
-/// `expr` over the projection's output rewritten over the projection's input.
-fn unfold_projection(
-    expr: &Arc<dyn PhysicalExpr>,
-    projection: &ProjectionExec,
-) -> Result<Arc<dyn PhysicalExpr>> {
-    expr.clone()
-        .transform_down(|e| match e.downcast_ref::<Column>() {
-            Some(column) => match projection.expr().get(column.index()) {
-                Some(projected) => Ok(Transformed::new(
-                    projected.expr.clone(),
-                    true,
-                    TreeNodeRecursion::Jump,
-                )),
-                None => internal_err!("DictionaryGroupsExec: {column} is not projected"),
-            },
-            None => Ok(Transformed::no(e)),
-        })
-        .data()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -331,25 +265,11 @@ impl ExecutionPlan for DictionaryGroupsExec {
     }
 }
 
-/// Rows per combination below which a stream groups rows by their own keys instead.
-const MANY_COMBINATIONS: usize = 8;
-
-/// The values of `exprs` over every row of `batch`.
-fn evaluate_all(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
-    exprs
-        .iter()
-        .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
-        .collect()
-}
-
-/// A combination of the values of the columns the keys read, then a mask of those that are null.
-type Combination = [u64; MAX_COMPONENTS + 1];
-
 /// The groups of one partition's stream, and what computes them.
 struct DictionaryGroups {
     schema: SchemaRef,
     group_exprs: Vec<Arc<dyn PhysicalExpr>>,
-    aggregates: Vec<Aggregate>,
+    aggregates: Vec<AggregateInput>,
     components: Vec<usize>,
     group_values: Box<dyn GroupValues>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
@@ -360,59 +280,11 @@ struct DictionaryGroups {
 }
 
 impl DictionaryGroups {
-    /// Each row's combination number in `batch`, and one row of each combination.
-    fn combinations(&self, batch: &RecordBatch) -> Result<(Vec<u32>, Vec<u32>)> {
-        let rows = batch.num_rows();
-        let mut columns = Vec::with_capacity(self.components.len());
-        for &index in &self.components {
-            let array = batch.column(index);
-            let values: Vec<u64> = match array.as_any_dictionary_opt() {
-                Some(dictionary) => dictionary
-                    .normalized_keys()
-                    .into_iter()
-                    .map(|k| k as u64)
-                    .collect(),
-                None => cast(array, &DataType::Int64)?
-                    .as_primitive::<Int64Type>()
-                    .values()
-                    .iter()
-                    .map(|v| *v as u64)
-                    .collect(),
-            };
-            columns.push((values, array.logical_nulls()));
-        }
-        let mut numbers: HashMap<Combination, u32> = HashMap::default();
-        let mut representatives = Vec::new();
-        let mut of_rows = Vec::with_capacity(rows);
-        let mut previous: Option<(Combination, u32)> = None;
-        for row in 0..rows {
-            let mut combination = [0; MAX_COMPONENTS + 1];
-            for (position, (values, nulls)) in columns.iter().enumerate() {
-                match nulls {
-                    Some(nulls) if nulls.is_null(row) => {
-                        combination[MAX_COMPONENTS] |= 1 << position
-                    }
-                    _ => combination[position] = values[row],
-                }
-            }
-            let number = match previous {
-                Some((last, number)) if last == combination => number,
-                _ => *numbers.entry(combination).or_insert_with(|| {
-                    representatives.push(row as u32);
-                    representatives.len() as u32 - 1
-                }),
-            };
-            previous = Some((combination, number));
-            of_rows.push(number);
-        }
-        Ok((of_rows, representatives))
-    }
-
     /// Each row's group, its keys computed once per combination; `None` (and rows grouped by
     /// their own keys from then on) where the batch has more than one combination in
     /// [`MANY_COMBINATIONS`] rows, as when the keys read a time.
     fn groups_by_combination(&mut self, batch: &RecordBatch) -> Result<Option<Vec<usize>>> {
-        let (of_rows, representatives) = self.combinations(batch)?;
+        let (of_rows, representatives) = combinations(batch, &self.components)?;
         if representatives.len() * MANY_COMBINATIONS > batch.num_rows() {
             self.by_combination = false;
             return Ok(None);

@@ -7,12 +7,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::common::Result;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
+use datafusion::common::{HashMap, Result, internal_err};
+use datafusion::logical_expr::Volatility;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::metrics::BaselineMetrics;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{ExecutionPlan, RecordBatchStream, SendableRecordBatchStream};
 use futures::{Stream, StreamExt};
 
@@ -50,6 +55,173 @@ pub(crate) fn is_integer_key(data_type: &DataType) -> bool {
             | DataType::Date64
             | DataType::Timestamp(_, _)
     )
+}
+
+/// The most columns whose combinations [`combinations`] numbers.
+pub(crate) const MAX_COMPONENTS: usize = 4;
+
+/// Rows per combination below which a stream groups rows by their own keys instead.
+pub(crate) const MANY_COMBINATIONS: usize = 8;
+
+/// The values of `exprs` over every row of `batch`.
+pub(crate) fn evaluate_all(
+    exprs: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+) -> Result<Vec<ArrayRef>> {
+    exprs
+        .iter()
+        .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
+        .collect()
+}
+
+/// A combination of the values of the columns the keys read, then a mask of those that are null.
+type Combination = [u64; MAX_COMPONENTS + 1];
+
+/// Each row's combination number in `batch`, and one row of each combination.
+pub(crate) fn combinations(
+    batch: &RecordBatch,
+    components: &[usize],
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    let rows = batch.num_rows();
+    let mut columns = Vec::with_capacity(components.len());
+    for &index in components {
+        let array = batch.column(index);
+        let values: Vec<u64> = match array.as_any_dictionary_opt() {
+            Some(dictionary) => dictionary
+                .normalized_keys()
+                .into_iter()
+                .map(|k| k as u64)
+                .collect(),
+            None => cast(array, &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .map(|v| *v as u64)
+                .collect(),
+        };
+        columns.push((values, array.logical_nulls()));
+    }
+    let mut numbers: HashMap<Combination, u32> = HashMap::default();
+    let mut representatives = Vec::new();
+    let mut of_rows = Vec::with_capacity(rows);
+    let mut previous: Option<(Combination, u32)> = None;
+    for row in 0..rows {
+        let mut combination = [0; MAX_COMPONENTS + 1];
+        for (position, (values, nulls)) in columns.iter().enumerate() {
+            match nulls {
+                Some(nulls) if nulls.is_null(row) => combination[MAX_COMPONENTS] |= 1 << position,
+                _ => combination[position] = values[row],
+            }
+        }
+        let number = match previous {
+            Some((last, number)) if last == combination => number,
+            _ => *numbers.entry(combination).or_insert_with(|| {
+                representatives.push(row as u32);
+                representatives.len() as u32 - 1
+            }),
+        };
+        previous = Some((combination, number));
+        of_rows.push(number);
+    }
+    Ok((of_rows, representatives))
+}
+
+/// An aggregation's expressions over what it reads, a projection right below it folded in.
+pub(crate) struct Unfolded {
+    /// The aggregation's input, or the input of its projection.
+    pub(crate) input: Arc<dyn ExecutionPlan>,
+    pub(crate) group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    pub(crate) aggregates: Vec<AggregateInput>,
+}
+
+/// What one aggregate function reads.
+#[derive(Debug, Clone)]
+pub(crate) struct AggregateInput {
+    pub(crate) arguments: Vec<Arc<dyn PhysicalExpr>>,
+    pub(crate) filter: Option<Arc<dyn PhysicalExpr>>,
+}
+
+/// `aggregate`'s group keys, arguments and filters over the input of a projection right below
+/// it (so that the projection's expressions are computed only where the operator needs them),
+/// or over its own input.
+pub(crate) fn unfold(aggregate: &AggregateExec) -> Result<Unfolded> {
+    let projection = aggregate.input().downcast_ref::<ProjectionExec>();
+    let input = match projection {
+        Some(projection) => projection.input().clone(),
+        None => aggregate.input().clone(),
+    };
+    let unfold = |expr: &Arc<dyn PhysicalExpr>| -> Result<Arc<dyn PhysicalExpr>> {
+        match projection {
+            Some(projection) => unfold_projection(expr, projection),
+            None => Ok(expr.clone()),
+        }
+    };
+    let group_exprs = aggregate
+        .group_expr()
+        .expr()
+        .iter()
+        .map(|(e, _)| unfold(e))
+        .collect::<Result<Vec<_>>>()?;
+    let aggregates = aggregate
+        .aggr_expr()
+        .iter()
+        .zip(aggregate.filter_expr())
+        .map(|(function, filter)| {
+            let arguments = function
+                .expressions()
+                .iter()
+                .map(&unfold)
+                .collect::<Result<_>>()?;
+            let filter = filter.as_ref().map(&unfold).transpose()?;
+            Ok(AggregateInput { arguments, filter })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Unfolded {
+        input,
+        group_exprs,
+        aggregates,
+    })
+}
+
+/// `expr` over the projection's output rewritten over the projection's input.
+fn unfold_projection(
+    expr: &Arc<dyn PhysicalExpr>,
+    projection: &ProjectionExec,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    expr.clone()
+        .transform_down(|e| match e.downcast_ref::<Column>() {
+            Some(column) => match projection.expr().get(column.index()) {
+                Some(projected) => Ok(Transformed::new(
+                    projected.expr.clone(),
+                    true,
+                    TreeNodeRecursion::Jump,
+                )),
+                None => internal_err!("DictionaryGroupsExec: {column} is not projected"),
+            },
+            None => Ok(Transformed::no(e)),
+        })
+        .data()
+}
+
+/// Adds the input columns `expr` reads to `columns` (each once); false when `expr` calls a
+/// volatile function, whose value no combination of columns decides.
+pub(crate) fn add_columns_read(
+    expr: &Arc<dyn PhysicalExpr>,
+    columns: &mut Vec<usize>,
+) -> Result<bool> {
+    let mut volatile = false;
+    expr.apply(|e| {
+        if let Some(column) = e.downcast_ref::<Column>()
+            && !columns.contains(&column.index())
+        {
+            columns.push(column.index());
+        }
+        if let Some(function) = e.downcast_ref::<ScalarFunctionExpr>() {
+            volatile |= function.fun().signature().volatility == Volatility::Volatile;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(!volatile)
 }
 
 /// An operator's state between batches: it takes each input batch, then the end of the input,

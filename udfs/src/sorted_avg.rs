@@ -21,7 +21,8 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayData, ArrayRef, AsArray, Float64Array, RecordBatch, UInt32Array,
 };
-use datafusion::arrow::compute::{cast, partition, take};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::compute::{cast, partition, take, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::HashMap;
@@ -34,13 +35,17 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, InputOrderMode,
     PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
 };
 
-use crate::exact::{EXACT_AVG_UDAF_NAME, Moments};
-use crate::operator::{Fold, FoldStream, is_integer_key, replace_aggregates};
+use crate::exact::{EXACT_AVG_UDAF_NAME, ExactSum, Moments};
+use crate::operator::{
+    Fold, FoldStream, MANY_COMBINATIONS, MAX_COMPONENTS, Unfolded, add_columns_read, combinations,
+    is_integer_key, replace_aggregates, unfold,
+};
 
 /// Replaces each `AggregateExec` that computes only `exact_avg`s of `Float64` values, in one stage
 /// (`Single` or `SinglePartitioned`), over input sorted by some of its group keys, whose other keys
@@ -70,10 +75,13 @@ impl PhysicalOptimizerRule for SortedExactAvgRule {
 const MAX_INNER_KEYS: usize = 4;
 
 /// How a key that is not sorted becomes an integer.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum InnerKind {
     /// Strings, plain or dictionary-encoded: an id per distinct string.
     Text,
+    /// Strings computed from these dictionary-encoded (and integer) columns alone: computed, and
+    /// given their id, once per combination of the columns in a batch.
+    TextOfColumns(Vec<usize>),
     /// Integers, times and dates: their value as an `i64`.
     Integer,
 }
@@ -82,6 +90,13 @@ enum InnerKind {
 #[derive(Debug)]
 pub struct SortedExactAvgExec {
     aggregate: AggregateExec,
+    /// What this operator reads: the aggregation's input, or the input of a projection below
+    /// it, folded in here.
+    input: Arc<dyn ExecutionPlan>,
+    /// The group key expressions over `input`.
+    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    /// The `exact_avg` arguments over `input`.
+    arguments: Vec<Arc<dyn PhysicalExpr>>,
     /// The group expressions the input is sorted by (their positions among the group keys).
     sorted: Vec<usize>,
     /// The other group expressions and how each becomes an integer.
@@ -120,18 +135,30 @@ impl SortedExactAvgExec {
                 return Ok(None);
             }
         }
+        let Unfolded {
+            input,
+            group_exprs,
+            aggregates,
+        } = unfold(aggregate)?;
+        let arguments = aggregates
+            .into_iter()
+            .map(|mut aggregate| aggregate.arguments.remove(0))
+            .collect();
         let mut inner = Vec::new();
-        for (index, (expr, _)) in group_by.expr().iter().enumerate() {
+        for (index, expr) in group_exprs.iter().enumerate() {
             if sorted.contains(&index) {
                 continue;
             }
-            let kind = match expr.data_type(&input_schema)? {
+            let kind = match expr.data_type(&input.schema())? {
                 DataType::Dictionary(key, value)
                     if key.is_dictionary_key_type() && is_text(&value) =>
                 {
                     InnerKind::Text
                 }
-                data_type if is_text(&data_type) => InnerKind::Text,
+                data_type if is_text(&data_type) => match text_of_dictionaries(expr, &input)? {
+                    Some(columns) => InnerKind::TextOfColumns(columns),
+                    None => InnerKind::Text,
+                },
                 data_type if is_integer_key(&data_type) => InnerKind::Integer,
                 _ => return Ok(None),
             };
@@ -142,11 +169,36 @@ impl SortedExactAvgExec {
         }
         Ok(Some(SortedExactAvgExec {
             aggregate: aggregate.clone(),
+            input,
+            group_exprs,
+            arguments,
             sorted,
             inner,
             metrics: ExecutionPlanMetricsSet::new(),
         }))
     }
+}
+
+/// The columns of `input` that the text key `expr` reads, when they are dictionary-encoded
+/// strings and integers, at least one dictionary, and its value is theirs alone.
+fn text_of_dictionaries(
+    expr: &Arc<dyn PhysicalExpr>,
+    input: &Arc<dyn ExecutionPlan>,
+) -> Result<Option<Vec<usize>>> {
+    let mut columns = Vec::new();
+    if !add_columns_read(expr, &mut columns)? || columns.len() > MAX_COMPONENTS {
+        return Ok(None);
+    }
+    let schema = input.schema();
+    let types: Vec<&DataType> = columns
+        .iter()
+        .map(|&c| schema.field(c).data_type())
+        .collect();
+    let dictionary =
+        |t: &&DataType| matches!(t, DataType::Dictionary(key, _) if key.is_dictionary_key_type());
+    let fits =
+        types.iter().any(dictionary) && types.iter().all(|t| dictionary(t) || is_integer_key(t));
+    Ok(fits.then_some(columns))
 }
 
 fn is_text(data_type: &DataType) -> bool {
@@ -190,24 +242,36 @@ impl ExecutionPlan for SortedExactAvgExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![self.aggregate.input()]
+        vec![&self.input]
     }
 
     fn apply_expressions(
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        self.aggregate.apply_expressions(f)
+        let mut recursion = TreeNodeRecursion::Continue;
+        for expr in self.group_exprs.iter().chain(&self.arguments) {
+            recursion = f(expr)?;
+            if recursion == TreeNodeRecursion::Stop {
+                break;
+            }
+        }
+        Ok(recursion)
     }
 
     fn with_new_children(
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let aggregate = Arc::new(self.aggregate.clone()).replace_children(
-            children,
-            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-        )?;
+        let recompute = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
+        // A projection folded in here goes back between the new input and the aggregation.
+        let children = match self.aggregate.input().downcast_ref::<ProjectionExec>() {
+            Some(projection) => {
+                vec![Arc::new(projection.clone()).replace_children(children, recompute)?]
+            }
+            None => children,
+        };
+        let aggregate = Arc::new(self.aggregate.clone()).replace_children(children, recompute)?;
         let Some(plain) = aggregate.downcast_ref::<AggregateExec>() else {
             return internal_err!("SortedExactAvgExec: its aggregate became another operator");
         };
@@ -222,27 +286,15 @@ impl ExecutionPlan for SortedExactAvgExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let input = self.aggregate.input().execute(partition, context.clone())?;
-        let group_exprs = self
-            .aggregate
-            .group_expr()
-            .expr()
-            .iter()
-            .map(|(e, _)| e.clone())
-            .collect();
-        let arguments = self
-            .aggregate
-            .aggr_expr()
-            .iter()
-            .map(|a| a.expressions()[0].clone())
-            .collect();
+        let input = self.input.execute(partition, context.clone())?;
         let reservation = MemoryConsumer::new(format!("SortedExactAvgExec[{partition}]"))
             .register(context.memory_pool());
         let fold = SortedExactAvg {
-            group_exprs,
+            group_exprs: self.group_exprs.clone(),
             sorted: self.sorted.clone(),
             inner: self.inner.clone(),
-            arguments,
+            arguments: self.arguments.clone(),
+            combining: true,
             schema: self.schema(),
             groups: Groups::default(),
             interner: Interner::default(),
@@ -271,42 +323,58 @@ struct InnerKey {
     values: [i64; MAX_INNER_KEYS],
 }
 
-/// A group's running mean: its first two values as they are, beyond that exact [`Moments`].
-/// The mean of one value is that value, and of two values one float addition halved: the
-/// correctly rounded sum that [`Moments`] gives, so the same bits without its exact sum.
-#[derive(Debug, Default)]
+/// How many values a group's [`Mean`] holds as they are before it sums them exactly.
+const FEW: usize = 4;
+
+/// A group's running mean: its first [`FEW`] values as they are, beyond that exact
+/// [`Moments`]. The mean of one value is that value, of two values one float addition halved
+/// (the correctly rounded sum that [`Moments`] gives), of a few their exact sum: so the same bits
+/// as [`Moments`], without a state on the heap for the small groups that are nearly all.
+#[derive(Debug)]
 enum Mean {
-    #[default]
-    Empty,
-    One(f64),
-    Two(f64, f64),
+    Few { count: u8, values: [f64; FEW] },
     Many(Box<Moments>),
+}
+
+impl Default for Mean {
+    fn default() -> Mean {
+        Mean::Few {
+            count: 0,
+            values: [0.0; FEW],
+        }
+    }
 }
 
 impl Mean {
     fn add(&mut self, x: f64) {
-        *self = match std::mem::take(self) {
-            Mean::Empty => Mean::One(x),
-            Mean::One(a) => Mean::Two(a, x),
-            Mean::Two(a, b) => {
+        match self {
+            Mean::Few { count, values } if usize::from(*count) < FEW => {
+                values[usize::from(*count)] = x;
+                *count += 1;
+            }
+            Mean::Few { values, .. } => {
                 let mut moments = Box::<Moments>::default();
-                for value in [a, b, x] {
+                for value in values.iter().copied().chain([x]) {
                     moments.add(value);
                 }
-                Mean::Many(moments)
+                *self = Mean::Many(moments);
             }
-            Mean::Many(mut moments) => {
-                moments.add(x);
-                Mean::Many(moments)
-            }
-        };
+            Mean::Many(moments) => moments.add(x),
+        }
     }
 
     fn value(&self) -> Option<f64> {
         match self {
-            Mean::Empty => None,
-            Mean::One(a) => Some(*a),
-            Mean::Two(a, b) => Some((a + b) / 2.0),
+            Mean::Few { count: 0, .. } => None,
+            Mean::Few { count: 1, values } => Some(values[0]),
+            Mean::Few { count: 2, values } => Some((values[0] + values[1]) / 2.0),
+            Mean::Few { count, values } => {
+                let mut sum = ExactSum::default();
+                for value in &values[..usize::from(*count)] {
+                    sum.add(*value);
+                }
+                Some(sum.value() / f64::from(*count))
+            }
             Mean::Many(moments) => moments.mean(),
         }
     }
@@ -362,7 +430,7 @@ impl Groups {
         on_new();
         let group = self.met;
         self.met += 1;
-        self.means.extend((0..arguments).map(|_| Mean::Empty));
+        self.means.extend((0..arguments).map(|_| Mean::default()));
         match self.open_first {
             None => self.open_first = Some((key, group)),
             Some(_) => {
@@ -446,6 +514,8 @@ struct SortedExactAvg {
     sorted: Vec<usize>,
     inner: Vec<(usize, InnerKind)>,
     arguments: Vec<Arc<dyn PhysicalExpr>>,
+    /// Whether `TextOfColumns` keys are still computed per combination of their columns.
+    combining: bool,
     schema: SchemaRef,
     groups: Groups,
     interner: Interner,
@@ -462,11 +532,24 @@ impl Fold for SortedExactAvg {
         if rows == 0 {
             return Ok(());
         }
+        let combined = self.combined_keys(batch)?;
         let keys = self
             .group_exprs
             .iter()
-            .map(|e| e.evaluate(batch)?.into_array(rows))
+            .enumerate()
+            .map(
+                |(i, e)| match combined.as_ref().and_then(|c| c.values_of(i)) {
+                    Some(_) => Ok(None),
+                    None => Ok(Some(e.evaluate(batch)?.into_array(rows)?)),
+                },
+            )
             .collect::<Result<Vec<_>>>()?;
+        let evaluated = |index: usize| -> Result<&ArrayRef> {
+            match &keys[index] {
+                Some(key) => Ok(key),
+                None => internal_err!("SortedExactAvgExec: key {index} was not evaluated"),
+            }
+        };
         let values = self
             .arguments
             .iter()
@@ -476,7 +559,11 @@ impl Fold for SortedExactAvg {
             .iter()
             .map(|v| v.as_primitive::<Float64Type>())
             .collect();
-        let sorted: Vec<ArrayRef> = self.sorted.iter().map(|&i| keys[i].clone()).collect();
+        let sorted: Vec<ArrayRef> = self
+            .sorted
+            .iter()
+            .map(|&i| evaluated(i).cloned())
+            .collect::<Result<_>>()?;
         let converter = match &mut self.converter {
             Some(converter) => converter,
             None => self.converter.insert(RowConverter::new(
@@ -501,15 +588,35 @@ impl Fold for SortedExactAvg {
             self.interner.forget_if_large();
         }
         let mut inner_ids = Vec::with_capacity(self.inner.len());
-        for (position, &(index, kind)) in self.inner.iter().enumerate() {
+        for (position, (index, kind)) in self.inner.iter().enumerate() {
+            if let Some((combined, values)) = combined
+                .as_ref()
+                .and_then(|c| Some((c, c.values_of(*index)?)))
+            {
+                let ids = self.interner.text_ids(values)?;
+                let nulls = values.logical_nulls().map(|nulls| {
+                    let valid: Vec<bool> = combined
+                        .of_rows
+                        .iter()
+                        .map(|&c| nulls.is_valid(c as usize))
+                        .collect();
+                    NullBuffer::from(valid)
+                });
+                let ids = combined.of_rows.iter().map(|&c| ids[c as usize]).collect();
+                inner_ids.push((ids, nulls));
+                continue;
+            }
+            let key = evaluated(*index)?;
             let ids = match kind {
-                InnerKind::Text => self.interner.ids(position, &keys[index])?,
+                InnerKind::Text | InnerKind::TextOfColumns(_) => {
+                    self.interner.ids(position, key)?
+                }
                 InnerKind::Integer => {
-                    let integers = cast(&keys[index], &DataType::Int64)?;
+                    let integers = cast(key, &DataType::Int64)?;
                     integers.as_primitive::<Int64Type>().values().to_vec()
                 }
             };
-            inner_ids.push((ids, keys[index].logical_nulls()));
+            inner_ids.push((ids, key.logical_nulls()));
         }
 
         let arguments = self.arguments.len();
@@ -545,11 +652,15 @@ impl Fold for SortedExactAvg {
         }
         if !new_rows.is_empty() {
             let groups = new_rows.len();
-            let rows = UInt32Array::from(new_rows);
             let keys = keys
                 .iter()
-                .map(|k| take(k.as_ref(), &rows, None))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
+                .enumerate()
+                .map(|(i, key)| match (key, &combined) {
+                    (Some(key), _) => Ok(take(key, &UInt32Array::from(new_rows.clone()), None)?),
+                    (None, Some(combined)) => combined.first_rows(i, &new_rows),
+                    (None, None) => internal_err!("SortedExactAvgExec: key {i} was not evaluated"),
+                })
+                .collect::<Result<Vec<_>>>()?;
             self.groups.pieces.push_back(Piece { keys, groups });
         }
         self.emit_closed_pieces(output)?;
@@ -562,7 +673,69 @@ impl Fold for SortedExactAvg {
     }
 }
 
+/// The text keys of a batch computed once per combination of the columns they read.
+struct CombinedKeys {
+    /// Each row's combination.
+    of_rows: Vec<u32>,
+    /// The keys (by position among the group keys) for each combination.
+    values: Vec<(usize, ArrayRef)>,
+}
+
+impl CombinedKeys {
+    fn values_of(&self, key: usize) -> Option<&ArrayRef> {
+        self.values.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// Key `key` of each of `rows`.
+    fn first_rows(&self, key: usize, rows: &[u32]) -> Result<ArrayRef> {
+        let Some(values) = self.values_of(key) else {
+            return internal_err!("SortedExactAvgExec: key {key} was not combined");
+        };
+        let combinations: UInt32Array = rows.iter().map(|&r| self.of_rows[r as usize]).collect();
+        Ok(take(values, &combinations, None)?)
+    }
+}
+
 impl SortedExactAvg {
+    /// The batch's `TextOfColumns` keys, once per combination of their columns; `None` (and
+    /// every key computed per row from then on) where the batch has more than one combination
+    /// in [`MANY_COMBINATIONS`] rows.
+    fn combined_keys(&mut self, batch: &RecordBatch) -> Result<Option<CombinedKeys>> {
+        let mut columns = Vec::new();
+        let mut keys = Vec::new();
+        for (index, kind) in &self.inner {
+            if let InnerKind::TextOfColumns(read) = kind {
+                keys.push(*index);
+                for column in read {
+                    if !columns.contains(column) {
+                        columns.push(*column);
+                    }
+                }
+            }
+        }
+        if !self.combining || keys.is_empty() || columns.len() > MAX_COMPONENTS {
+            return Ok(None);
+        }
+        let (of_rows, representatives) = combinations(batch, &columns)?;
+        if representatives.len() * MANY_COMBINATIONS > batch.num_rows() {
+            self.combining = false;
+            return Ok(None);
+        }
+        let distinct = take_record_batch(batch, &UInt32Array::from(representatives))?;
+        let values = keys
+            .iter()
+            .map(|&k| {
+                Ok((
+                    k,
+                    self.group_exprs[k]
+                        .evaluate(&distinct)?
+                        .into_array(distinct.num_rows())?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(CombinedKeys { of_rows, values }))
+    }
+
     /// Queues as output batches the held pieces whose groups all belong to closed runs.
     fn emit_closed_pieces(&mut self, output: &mut VecDeque<RecordBatch>) -> Result<()> {
         let arguments = self.arguments.len();
@@ -744,6 +917,16 @@ mod tests {
             "SELECT hour, cluster, pod, node, direction, date_bin(INTERVAL '5 seconds', time) AS bucket, \
                  exact_avg(value) AS io \
              FROM metrics GROUP BY hour, cluster, pod, node, direction, date_bin(INTERVAL '5 seconds', time)",
+            // The ratio rule's service buckets: a text key computed from dictionaries, and a
+            // time, the hour sorted.
+            "SELECT hour, cluster || ':' || k8s_service(pod) AS key, \
+                 date_bin(INTERVAL '10 seconds', time) AS bucket, exact_avg(value) AS io \
+             FROM metrics \
+             GROUP BY hour, cluster || ':' || k8s_service(pod), date_bin(INTERVAL '10 seconds', time)",
+            // A text key from a dictionary with nulls (null keys), below a projection.
+            "SELECT hour, cluster, np, exact_avg(v) FROM \
+               (SELECT hour, cluster, node || '/' || pod AS np, value * 2 AS v FROM metrics) \
+             GROUP BY hour, cluster, np",
             // Every key sorted: one group per run.
             "SELECT hour, cluster, pod, exact_avg(value) AS io FROM metrics GROUP BY hour, cluster, pod",
         ];
