@@ -28,7 +28,8 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, InputOrderMode, PlanProperties,
+    SendableRecordBatchStream,
 };
 
 use crate::operator::{
@@ -36,8 +37,8 @@ use crate::operator::{
     add_columns_read, combinations, evaluate_all, is_integer_key, replace_aggregates, unfold,
 };
 
-/// Replaces each partial `AggregateExec` (without grouping sets, limits or dynamic filters)
-/// whose group keys read only dictionary-encoded strings and integers, at least one dictionary
+/// Replaces each partial `AggregateExec` over unsorted input (without grouping sets, limits or
+/// dynamic filters) whose group keys read only dictionary-encoded strings and integers, at least one dictionary
 /// and at most four columns, by a [`DictionaryGroupsExec`]. A projection right below the
 /// aggregation is folded into it, so that the keys are not computed for every row there either.
 #[derive(Debug, Default)]
@@ -82,7 +83,10 @@ impl DictionaryGroupsExec {
     /// The operator for `aggregate`, or `None` when its shape or its keys do not fit.
     pub fn try_new(aggregate: &AggregateExec) -> Result<Option<DictionaryGroupsExec>> {
         let group_by = aggregate.group_expr();
+        // Over input sorted by some keys DataFusion's operator hands on the groups as each
+        // sorted run ends; this one holds them all to the end, as DataFusion does otherwise.
         let plain = *aggregate.mode() == AggregateMode::Partial
+            && *aggregate.input_order_mode() == InputOrderMode::Linear
             && !group_by.has_grouping_set()
             && !group_by.expr().is_empty()
             && aggregate.limit_options().is_none()
