@@ -460,6 +460,14 @@ mod tests {
     }
 
     async fn run(sql: &str, with_rule: bool) -> Result<(Vec<String>, String)> {
+        run_capped(sql, with_rule, None).await
+    }
+
+    async fn run_capped(
+        sql: &str,
+        with_rule: bool,
+        memory_limit: Option<usize>,
+    ) -> Result<(Vec<String>, String)> {
         let (schema, batches) = batches();
         let (first, second) = batches.split_at(4);
         let table = MemTable::try_new(schema, vec![first.to_vec(), second.to_vec()])?;
@@ -467,7 +475,7 @@ mod tests {
         let config = SessionConfig::new()
             .with_target_partitions(2)
             .with_batch_size(16);
-        run_with_rule(sql, config, table, rule).await
+        run_with_rule(sql, config, table, rule, memory_limit).await
     }
 
     #[tokio::test]
@@ -517,6 +525,41 @@ mod tests {
                 assert_eq!(ours, run(sql, false).await?.0, "{sql}");
             }
         }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn under_a_memory_cap_it_fails_or_succeeds_where_datafusion_does() -> Result<()> {
+        let sql = "SELECT pod, shard, count(*), exact_avg(value) FROM metrics GROUP BY pod, shard";
+        let mut outcomes = Vec::new();
+        for limit in [20_000, 80_000, 120_000, 160_000, 1 << 20] {
+            let theirs = run_capped(sql, false, Some(limit)).await;
+            let ours = run_capped(sql, true, Some(limit)).await;
+            match (theirs, ours) {
+                (Ok((theirs, _)), Ok((ours, plan))) => {
+                    assert!(plan.contains("DictionaryGroupsExec"), "{plan}");
+                    assert_eq!(ours, theirs, "{limit} bytes");
+                    outcomes.push(true);
+                }
+                (Err(_), Err(e)) => {
+                    assert!(
+                        e.to_string().contains("Resources exhausted")
+                            || e.to_string().contains("spilling"),
+                        "{e}"
+                    );
+                    outcomes.push(false);
+                }
+                (theirs, ours) => panic!(
+                    "{limit} bytes: DataFusion's {:?}, ours {:?}",
+                    theirs.map(|_| ()),
+                    ours.map(|_| ())
+                ),
+            }
+        }
+        assert!(
+            outcomes.contains(&true) && outcomes.contains(&false),
+            "{outcomes:?}"
+        );
         Ok(())
     }
 }

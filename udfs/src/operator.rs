@@ -305,19 +305,28 @@ impl<F> fmt::Debug for FoldStream<F> {
 }
 
 /// `sql` over `metrics` in a session of `config` (PostgreSQL dialect, iodrift's functions) and,
-/// when given, `rule`: the result's rows as [`rows_as_bits`] gives them, and the plan shown.
+/// when given, `rule` and a memory pool of `memory_limit` bytes: the result's rows as
+/// [`rows_as_bits`] gives them, and the plan shown with its metrics.
 #[cfg(test)]
 pub(crate) async fn run_with_rule(
     sql: &str,
     mut config: datafusion::prelude::SessionConfig,
     metrics: datafusion::datasource::MemTable,
     rule: Option<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>>,
+    memory_limit: Option<usize>,
 ) -> Result<(Vec<String>, String)> {
     use datafusion::execution::SessionStateBuilder;
-    use datafusion::physical_plan::{collect, displayable};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use datafusion::physical_plan::collect;
+    use datafusion::physical_plan::display::DisplayableExecutionPlan;
     config.options_mut().sql_parser.dialect = datafusion::common::config::Dialect::PostgreSQL;
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(bytes) = memory_limit {
+        runtime = runtime.with_memory_limit(bytes, 1.0);
+    }
     let mut builder = SessionStateBuilder::new()
         .with_default_features()
+        .with_runtime_env(runtime.build_arc()?)
         .with_config(config);
     if let Some(rule) = rule {
         builder = builder.with_physical_optimizer_rule(rule);
@@ -326,8 +335,10 @@ pub(crate) async fn run_with_rule(
     crate::register_all(&ctx);
     ctx.register_table("metrics", Arc::new(metrics))?;
     let plan = ctx.sql(sql).await?.create_physical_plan().await?;
-    let shown = displayable(plan.as_ref()).indent(true).to_string();
-    let rows = rows_as_bits(&collect(plan, ctx.task_ctx()).await?);
+    let rows = rows_as_bits(&collect(plan.clone(), ctx.task_ctx()).await?);
+    let shown = DisplayableExecutionPlan::with_metrics(plan.as_ref())
+        .indent(true)
+        .to_string();
     Ok((rows, shown))
 }
 

@@ -892,7 +892,7 @@ mod tests {
         let table = MemTable::try_new(schema, vec![batches])?.with_sort_order(vec![order]);
         let rule = with_rule.then(|| Arc::new(SortedExactAvgRule) as _);
         let config = SessionConfig::new().with_target_partitions(1);
-        run_with_rule(sql, config, table, rule).await
+        run_with_rule(sql, config, table, rule, None).await
     }
 
     #[tokio::test]
