@@ -61,7 +61,29 @@ pub(crate) fn is_integer_key(data_type: &DataType) -> bool {
 pub(crate) const MAX_COMPONENTS: usize = 4;
 
 /// Rows per combination below which a stream groups rows by their own keys instead.
-pub(crate) const MANY_COMBINATIONS: usize = 8;
+const MANY_COMBINATIONS: usize = 8;
+
+/// How many rows a stream reads before [`CombinationRate`] judges it.
+const JUDGED_AFTER: usize = 256;
+
+/// The combinations a stream's batches have held, against their rows: whether computing keys
+/// once per combination still pays. Judged over all rows read, so that one small batch (the
+/// end of a file) does not decide for the whole stream.
+#[derive(Debug, Default)]
+pub(crate) struct CombinationRate {
+    rows: usize,
+    combinations: usize,
+}
+
+impl CombinationRate {
+    /// Counts a batch of `rows` rows and `combinations` combinations; false once the rows read
+    /// hold more than one combination per [`MANY_COMBINATIONS`] rows.
+    pub(crate) fn pays(&mut self, rows: usize, combinations: usize) -> bool {
+        self.rows += rows;
+        self.combinations += combinations;
+        self.rows < JUDGED_AFTER || self.combinations * MANY_COMBINATIONS <= self.rows
+    }
+}
 
 /// The values of `exprs` over every row of `batch`.
 pub(crate) fn evaluate_all(
@@ -364,4 +386,22 @@ pub(crate) fn rows_as_bits(batches: &[RecordBatch]) -> Vec<String> {
     }
     rows.sort();
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_batch_does_not_decide_for_the_stream() {
+        let mut rate = CombinationRate::default();
+        assert!(
+            rate.pays(3, 3),
+            "3 rows, each its own combination, the end of a file"
+        );
+        assert!(rate.pays(1_000, 10));
+        let mut rate = CombinationRate::default();
+        assert!(rate.pays(100, 60), "not judged before 256 rows");
+        assert!(!rate.pays(200, 100), "160 combinations in 300 rows");
+    }
 }

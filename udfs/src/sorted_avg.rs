@@ -43,7 +43,7 @@ use datafusion::physical_plan::{
 
 use crate::exact::{EXACT_AVG_UDAF_NAME, ExactSum, Moments};
 use crate::operator::{
-    Fold, FoldStream, MANY_COMBINATIONS, MAX_COMPONENTS, Unfolded, add_columns_read, combinations,
+    CombinationRate, Fold, FoldStream, MAX_COMPONENTS, Unfolded, add_columns_read, combinations,
     is_integer_key, replace_aggregates, unfold,
 };
 
@@ -295,6 +295,7 @@ impl ExecutionPlan for SortedExactAvgExec {
             inner: self.inner.clone(),
             arguments: self.arguments.clone(),
             combining: true,
+            rate: CombinationRate::default(),
             schema: self.schema(),
             groups: Groups::default(),
             interner: Interner::default(),
@@ -516,6 +517,7 @@ struct SortedExactAvg {
     arguments: Vec<Arc<dyn PhysicalExpr>>,
     /// Whether `TextOfColumns` keys are still computed per combination of their columns.
     combining: bool,
+    rate: CombinationRate,
     schema: SchemaRef,
     groups: Groups,
     interner: Interner,
@@ -698,8 +700,8 @@ impl CombinedKeys {
 
 impl SortedExactAvg {
     /// The batch's `TextOfColumns` keys, once per combination of their columns; `None` (and
-    /// every key computed per row from then on) where the batch has more than one combination
-    /// in [`MANY_COMBINATIONS`] rows.
+    /// every key computed per row from then on) where the stream's batches hold too many
+    /// combinations ([`CombinationRate`]).
     fn combined_keys(&mut self, batch: &RecordBatch) -> Result<Option<CombinedKeys>> {
         let mut columns = Vec::new();
         let mut keys = Vec::new();
@@ -717,7 +719,7 @@ impl SortedExactAvg {
             return Ok(None);
         }
         let (of_rows, representatives) = combinations(batch, &columns)?;
-        if representatives.len() * MANY_COMBINATIONS > batch.num_rows() {
+        if !self.rate.pays(batch.num_rows(), representatives.len()) {
             self.combining = false;
             return Ok(None);
         }
