@@ -34,7 +34,7 @@ use datafusion::physical_plan::{
 
 use crate::operator::{
     AggregateInput, CombinationRate, Fold, FoldStream, MAX_COMPONENTS, Unfolded, add_columns_read,
-    combinations, evaluate_all, is_integer_key, replace_aggregates, unfold,
+    combinations, evaluate_all, is_integer_key, replace_aggregates, unfold, visit_expressions,
 };
 
 /// Replaces each partial `AggregateExec` over unsorted input (without grouping sets, limits or
@@ -196,19 +196,12 @@ impl ExecutionPlan for DictionaryGroupsExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        let mut recursion = TreeNodeRecursion::Continue;
         let exprs = self.group_exprs.iter().chain(
             self.aggregates
                 .iter()
                 .flat_map(|a| a.arguments.iter().chain(a.filter.iter())),
         );
-        for expr in exprs {
-            recursion = f(expr)?;
-            if recursion == TreeNodeRecursion::Stop {
-                break;
-            }
-        }
-        Ok(recursion)
+        visit_expressions(exprs, f)
     }
 
     fn with_new_children(

@@ -40,6 +40,21 @@ pub(crate) fn replace_aggregates<E: ExecutionPlan + 'static>(
     .data()
 }
 
+/// Calls `f` on each of `exprs` until it says stop: an operator's `apply_expressions`.
+pub(crate) fn visit_expressions<'a>(
+    exprs: impl IntoIterator<Item = &'a Arc<dyn PhysicalExpr>>,
+    f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+) -> Result<TreeNodeRecursion> {
+    let mut recursion = TreeNodeRecursion::Continue;
+    for expr in exprs {
+        recursion = f(expr)?;
+        if recursion == TreeNodeRecursion::Stop {
+            break;
+        }
+    }
+    Ok(recursion)
+}
+
 /// Whether a key of this type is compared by its value as an `i64`: integers, times, dates.
 pub(crate) fn is_integer_key(data_type: &DataType) -> bool {
     matches!(

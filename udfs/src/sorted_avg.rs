@@ -44,7 +44,7 @@ use datafusion::physical_plan::{
 use crate::exact::{EXACT_AVG_UDAF_NAME, ExactSum, Moments};
 use crate::operator::{
     CombinationRate, Fold, FoldStream, MAX_COMPONENTS, Unfolded, add_columns_read, combinations,
-    is_integer_key, replace_aggregates, unfold,
+    is_integer_key, replace_aggregates, unfold, visit_expressions,
 };
 
 /// Replaces each `AggregateExec` that computes only `exact_avg`s of `Float64` values, in one stage
@@ -249,14 +249,7 @@ impl ExecutionPlan for SortedExactAvgExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        let mut recursion = TreeNodeRecursion::Continue;
-        for expr in self.group_exprs.iter().chain(&self.arguments) {
-            recursion = f(expr)?;
-            if recursion == TreeNodeRecursion::Stop {
-                break;
-            }
-        }
-        Ok(recursion)
+        visit_expressions(self.group_exprs.iter().chain(&self.arguments), f)
     }
 
     fn with_new_children(
