@@ -9,9 +9,11 @@
 //! values (`arrow`'s `partition`), the other keys are small integers (dictionary strings are
 //! interned once per dictionary, times are their integer values), and a group's keys are taken
 //! from its first row, a batch at a time, and emitted as the batch's piece once its groups are
-//! closed (no copy of the keys). The means are the very bits `exact_avg` gives: a span of one or
-//! two values (nearly every span) takes its mean from the values themselves, the correctly
-//! rounded sum halved; longer ones the same exact sums ([`Moments`]), rounded once.
+//! closed (no copy of the keys). Where the other keys are a text and an integer (a service and
+//! its time buckets), a run's groups are found by the text's id and the integer's place among
+//! the id's others (`Lanes`), not by hashing. The means are the very bits `exact_avg` gives: a
+//! span of one or two values (nearly every span) takes its mean from the values themselves, the
+//! correctly rounded sum halved; longer ones the same exact sums ([`Moments`]), rounded once.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -290,7 +292,17 @@ impl ExecutionPlan for SortedExactAvgExec {
             combining: true,
             rate: CombinationRate::default(),
             schema: self.schema(),
-            groups: Groups::default(),
+            groups: Groups {
+                lanes: matches!(
+                    self.inner.as_slice(),
+                    [
+                        (_, InnerKind::Text | InnerKind::TextOfColumns(_)),
+                        (_, InnerKind::Integer)
+                    ]
+                )
+                .then(Lanes::default),
+                ..Groups::default()
+            },
             interner: Interner::default(),
             last_sorted: None,
             converter: None,
@@ -399,6 +411,9 @@ struct Groups {
     open_first: Option<(InnerKey, usize)>,
     /// The open run's other groups by inner key (a run almost always has one inner key).
     open: HashMap<InnerKey, usize>,
+    /// Where inner keys are an id and an integer: the open run's groups of keys without nulls
+    /// and with a small id, by id, in place of `open`.
+    lanes: Option<Lanes>,
 }
 
 impl Groups {
@@ -406,6 +421,9 @@ impl Groups {
         self.open_first = None;
         if !self.open.is_empty() {
             self.open.clear();
+        }
+        if let Some(lanes) = &mut self.lanes {
+            lanes.clear();
         }
         self.closed = self.met;
     }
@@ -415,23 +433,134 @@ impl Groups {
         match self.open_first {
             Some((first, group)) if first == key => return group,
             Some(_) => {
+                if let Some(lanes) = &mut self.lanes
+                    && let Some(id) = Lanes::id_of(&key)
+                {
+                    let value = key.values[1];
+                    return match lanes.find(id, value) {
+                        Ok(group) => group,
+                        Err(position) => {
+                            let group = self.new_group(arguments, on_new);
+                            if let Some(lanes) = &mut self.lanes {
+                                lanes.insert(id, position, value, group);
+                            }
+                            group
+                        }
+                    };
+                }
                 if let Some(group) = self.open.get(&key) {
                     return *group;
                 }
             }
-            None => {}
+            None => {
+                let group = self.new_group(arguments, on_new);
+                self.open_first = Some((key, group));
+                return group;
+            }
         }
+        let group = self.new_group(arguments, on_new);
+        self.open.insert(key, group);
+        group
+    }
+
+    fn new_group(&mut self, arguments: usize, on_new: impl FnOnce()) -> usize {
         on_new();
         let group = self.met;
         self.met += 1;
-        self.means.extend((0..arguments).map(|_| Mean::default()));
-        match self.open_first {
-            None => self.open_first = Some((key, group)),
-            Some(_) => {
-                self.open.insert(key, group);
-            }
-        }
+        self.means
+            .resize_with(self.means.len() + arguments, Mean::default);
         group
+    }
+}
+
+/// The ids below which a key's id indexes [`Lanes`] directly.
+const LANE_IDS: i64 = 1 << 17;
+
+/// The groups of one run whose inner key is an id (a text's) and an integer, by id: for each id
+/// its integers and their groups, in order of the integers. A sorted hour's rows meet a key's
+/// integers (the time buckets of a service) pod after pod, each in ascending order, so the next
+/// row's group is nearly always the one after the last found: a comparison, where a hash table
+/// of the run's hundred thousand groups pays a cache miss per row.
+#[derive(Debug, Default)]
+struct Lanes {
+    lanes: Vec<Lane>,
+    /// The ids whose lanes hold groups.
+    used: Vec<usize>,
+    /// The entries the lanes have room for.
+    entries_capacity: usize,
+}
+
+impl Lanes {
+    /// The lane of `key` when it has one: no null, and an id below [`LANE_IDS`].
+    fn id_of(key: &InnerKey) -> Option<usize> {
+        let id = key.values[0];
+        (key.nulls == 0 && (0..LANE_IDS).contains(&id)).then_some(id as usize)
+    }
+
+    /// The group of `value` in lane `id`, or where it belongs in the lane.
+    fn find(&mut self, id: usize, value: i64) -> std::result::Result<usize, usize> {
+        if self.lanes.len() <= id {
+            self.lanes.resize_with(id + 1, Lane::default);
+        }
+        self.lanes[id].find(value)
+    }
+
+    fn insert(&mut self, id: usize, position: usize, value: i64, group: usize) {
+        let lane = &mut self.lanes[id];
+        if lane.entries.is_empty() {
+            self.used.push(id);
+        }
+        let capacity = lane.entries.capacity();
+        lane.insert(position, value, group);
+        self.entries_capacity += lane.entries.capacity() - capacity;
+    }
+
+    fn clear(&mut self) {
+        for id in self.used.drain(..) {
+            let lane = &mut self.lanes[id];
+            lane.entries.clear();
+            lane.next = 0;
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.lanes.capacity() * size_of::<Lane>()
+            + self.entries_capacity * size_of::<(i64, usize)>()
+            + self.used.capacity() * size_of::<usize>()
+    }
+}
+
+/// One id's integers and their groups, sorted by integer, and where the next lookup looks first.
+#[derive(Debug, Default)]
+struct Lane {
+    entries: Vec<(i64, usize)>,
+    next: usize,
+}
+
+impl Lane {
+    /// The group of `value`, or where it belongs among the entries.
+    fn find(&mut self, value: i64) -> std::result::Result<usize, usize> {
+        if let Some(&(v, group)) = self.entries.get(self.next)
+            && v == value
+        {
+            self.next += 1;
+            return Ok(group);
+        }
+        if self.entries.last().is_none_or(|&(last, _)| last < value) {
+            return Err(self.entries.len());
+        }
+        match self.entries.binary_search_by_key(&value, |&(v, _)| v) {
+            Ok(position) => {
+                self.next = position + 1;
+                Ok(self.entries[position].1)
+            }
+            Err(position) => Err(position),
+        }
+    }
+
+    fn insert(&mut self, position: usize, value: i64, group: usize) {
+        self.entries.insert(position, (value, group));
+        self.next = position + 1;
     }
 }
 
@@ -772,6 +901,7 @@ impl SortedExactAvg {
         let size = keys
             + self.groups.means.capacity() * size_of::<Mean>()
             + self.groups.open.capacity() * size_of::<(InnerKey, usize)>()
+            + self.groups.lanes.as_ref().map_or(0, Lanes::size)
             + self.interner.ids.capacity() * size_of::<(String, i64)>();
         self.reservation.try_resize(size)
     }
@@ -922,6 +1052,16 @@ mod tests {
             "SELECT hour, cluster, np, exact_avg(v) FROM \
                (SELECT hour, cluster, node || '/' || pod AS np, value * 2 AS v FROM metrics) \
              GROUP BY hour, cluster, np",
+            // An id and an integer (the lanes): a text key with nulls whose integers come out
+            // of order, go back, and are null; pods that change node start a lane mid-hour.
+            "SELECT hour, node, \
+                 CASE WHEN value > 0 THEN CAST(date_part('second', time) AS BIGINT) % 7 END AS k, \
+                 exact_avg(value) \
+             FROM metrics \
+             GROUP BY hour, node, \
+                 CASE WHEN value > 0 THEN CAST(date_part('second', time) AS BIGINT) % 7 END",
+            "SELECT hour, node, date_bin(INTERVAL '10 seconds', time) AS bucket, exact_avg(value) \
+             FROM metrics GROUP BY hour, node, date_bin(INTERVAL '10 seconds', time)",
             // Every key sorted: one group per run.
             "SELECT hour, cluster, pod, exact_avg(value) AS io FROM metrics GROUP BY hour, cluster, pod",
         ];
@@ -934,6 +1074,58 @@ mod tests {
             assert_eq!(ours, theirs, "{sql}");
         }
         Ok(())
+    }
+
+    /// The lanes find the groups a hash table of every inner key finds, whatever the order of
+    /// the keys: ascending runs, going back, nulls, ids beyond the lanes, runs closing.
+    #[test]
+    fn lanes_number_groups_as_a_hash_table_does() {
+        let mut with_lanes = Groups {
+            lanes: Some(Lanes::default()),
+            ..Groups::default()
+        };
+        let mut reference: HashMap<InnerKey, usize> = HashMap::new();
+        let mut met = 0;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |bound: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 33) % bound
+        };
+        let mut lane_hits = 0;
+        for step in 0..200_000u64 {
+            if step % 50_000 == 0 {
+                with_lanes.close_run();
+                reference.clear();
+            }
+            let id = match next(100) {
+                0 => LANE_IDS + next(3) as i64,
+                1 => -1,
+                n => (n % 7) as i64,
+            };
+            let value = match next(10) {
+                0 => next(400) as i64,
+                _ => ((step / 3) % 400) as i64,
+            };
+            let nulls = if next(50) == 0 { 1 + next(3) as u8 } else { 0 };
+            let mut key = InnerKey {
+                nulls,
+                ..InnerKey::default()
+            };
+            key.values[..2].copy_from_slice(&[id, value]);
+            let expected_new = !reference.contains_key(&key);
+            let expected = *reference.entry(key).or_insert_with(|| {
+                met += 1;
+                met - 1
+            });
+            let mut new = false;
+            let group = with_lanes.group_of(key, 1, || new = true);
+            assert_eq!(group, expected, "step {step}, key {key:?}");
+            assert_eq!(new, expected_new, "step {step}, key {key:?}");
+            lane_hits += usize::from(Lanes::id_of(&key).is_some() && !new);
+        }
+        assert!(lane_hits > 100_000, "{lane_hits} lane hits");
     }
 
     #[tokio::test]
