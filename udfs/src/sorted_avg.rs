@@ -289,6 +289,7 @@ impl ExecutionPlan for SortedExactAvgExec {
             sorted: self.sorted.clone(),
             inner: self.inner.clone(),
             arguments: self.arguments.clone(),
+            combined: Combined::of(&self.inner),
             combining: true,
             rate: CombinationRate::default(),
             schema: self.schema(),
@@ -637,6 +638,9 @@ struct SortedExactAvg {
     sorted: Vec<usize>,
     inner: Vec<(usize, InnerKind)>,
     arguments: Vec<Arc<dyn PhysicalExpr>>,
+    /// The `TextOfColumns` keys and the columns they read, when there are any and at most
+    /// [`MAX_COMPONENTS`] columns.
+    combined: Option<Combined>,
     /// Whether `TextOfColumns` keys are still computed per combination of their columns.
     combining: bool,
     rate: CombinationRate,
@@ -797,6 +801,30 @@ impl Fold for SortedExactAvg {
     }
 }
 
+/// The text keys computed per combination of the columns they read, and those columns.
+struct Combined {
+    keys: Vec<usize>,
+    columns: Vec<usize>,
+}
+
+impl Combined {
+    fn of(inner: &[(usize, InnerKind)]) -> Option<Combined> {
+        let mut columns = Vec::new();
+        let mut keys = Vec::new();
+        for (index, kind) in inner {
+            if let InnerKind::TextOfColumns(read) = kind {
+                keys.push(*index);
+                for column in read {
+                    if !columns.contains(column) {
+                        columns.push(*column);
+                    }
+                }
+            }
+        }
+        (!keys.is_empty() && columns.len() <= MAX_COMPONENTS).then_some(Combined { keys, columns })
+    }
+}
+
 /// The text keys of a batch computed once per combination of the columns they read.
 struct CombinedKeys {
     /// Each row's combination.
@@ -825,22 +853,13 @@ impl SortedExactAvg {
     /// every key computed per row from then on) where the stream's batches hold too many
     /// combinations ([`CombinationRate`]).
     fn combined_keys(&mut self, batch: &RecordBatch) -> Result<Option<CombinedKeys>> {
-        let mut columns = Vec::new();
-        let mut keys = Vec::new();
-        for (index, kind) in &self.inner {
-            if let InnerKind::TextOfColumns(read) = kind {
-                keys.push(*index);
-                for column in read {
-                    if !columns.contains(column) {
-                        columns.push(*column);
-                    }
-                }
-            }
-        }
-        if !self.combining || keys.is_empty() || columns.len() > MAX_COMPONENTS {
+        let Some(Combined { keys, columns }) = &self.combined else {
+            return Ok(None);
+        };
+        if !self.combining {
             return Ok(None);
         }
-        let (of_rows, representatives) = combinations(batch, &columns)?;
+        let (of_rows, representatives) = combinations(batch, columns)?;
         if !self.rate.pays(batch.num_rows(), representatives.len()) {
             self.combining = false;
             return Ok(None);
