@@ -438,16 +438,17 @@ impl Groups {
                     && let Some(id) = Lanes::id_of(&key)
                 {
                     let value = key.values[1];
-                    return match lanes.find(id, value) {
-                        Ok(group) => group,
-                        Err(position) => {
+                    match lanes.find(id, value) {
+                        Ok(group) => return group,
+                        Err(position) if lanes.takes(id, position) => {
                             let group = self.new_group(arguments, on_new);
                             if let Some(lanes) = &mut self.lanes {
                                 lanes.insert(id, position, value, group);
                             }
-                            group
+                            return group;
                         }
-                    };
+                        Err(_) => {}
+                    }
                 }
                 if let Some(group) = self.open.get(&key) {
                     return *group;
@@ -477,8 +478,12 @@ impl Groups {
 /// The ids below which a key's id indexes [`Lanes`] directly.
 const LANE_IDS: i64 = 1 << 17;
 
+/// The most entries a lane shifts to put a new integer before its last.
+const LANE_SHIFTS_UP_TO: usize = 1024;
+
 /// The groups of one run whose inner key is an id (a text's) and an integer, by id: for each id
-/// its integers and their groups, in order of the integers. A sorted hour's rows meet a key's
+/// its integers and their groups, in order of the integers (and the run's hash table, `open`,
+/// for what a long lane does not take: [`Lanes::takes`]). A sorted hour's rows meet a key's
 /// integers (the time buckets of a service) pod after pod, each in ascending order, so the next
 /// row's group is nearly always the one after the last found: a comparison, where a hash table
 /// of the run's hundred thousand groups pays a cache miss per row.
@@ -504,6 +509,14 @@ impl Lanes {
             self.lanes.resize_with(id + 1, Lane::default);
         }
         self.lanes[id].find(value)
+    }
+
+    /// Whether lane `id` takes a new integer at `position`: at its end, or anywhere while it
+    /// is short. A long lane's other new integers go to the run's hash table instead, so that
+    /// integers met in descending order cost no quadratic shifting.
+    fn takes(&self, id: usize, position: usize) -> bool {
+        let entries = &self.lanes[id].entries;
+        position == entries.len() || entries.len() < LANE_SHIFTS_UP_TO
     }
 
     fn insert(&mut self, id: usize, position: usize, value: i64, group: usize) {
@@ -1095,16 +1108,52 @@ mod tests {
         Ok(())
     }
 
-    /// The lanes find the groups a hash table of every inner key finds, whatever the order of
-    /// the keys: ascending runs, going back, nulls, ids beyond the lanes, runs closing.
-    #[test]
-    fn lanes_number_groups_as_a_hash_table_does() {
+    /// Looks up each key (`None` closes the run) in groups with lanes, and checks that each gets
+    /// the group a hash table of every inner key gives, new exactly when the hash table's is.
+    /// Returns how many lane keys were found again, and how many of those the run's hash table
+    /// held.
+    fn assert_groups_of(keys: impl IntoIterator<Item = Option<InnerKey>>) -> (usize, usize) {
         let mut with_lanes = Groups {
             lanes: Some(Lanes::default()),
             ..Groups::default()
         };
         let mut reference: HashMap<InnerKey, usize> = HashMap::new();
-        let mut met = 0;
+        let (mut found_again, mut hashed) = (0, 0);
+        for (step, key) in keys.into_iter().enumerate() {
+            let Some(key) = key else {
+                with_lanes.close_run();
+                reference.clear();
+                continue;
+            };
+            let expected_new = !reference.contains_key(&key);
+            let met = with_lanes.met;
+            let expected = *reference.entry(key).or_insert(met);
+            let mut new = false;
+            let group = with_lanes.group_of(key, 1, || new = true);
+            assert_eq!(group, expected, "step {step}, key {key:?}");
+            assert_eq!(new, expected_new, "step {step}, key {key:?}");
+            if Lanes::id_of(&key).is_some() && !new {
+                found_again += 1;
+                hashed += usize::from(with_lanes.open.contains_key(&key));
+            }
+        }
+        (found_again, hashed)
+    }
+
+    fn key_of(id: i64, value: i64, nulls: u8) -> InnerKey {
+        let mut key = InnerKey {
+            nulls,
+            ..InnerKey::default()
+        };
+        key.values[..2].copy_from_slice(&[id, value]);
+        key
+    }
+
+    /// The lanes find the groups a hash table of every inner key finds, whatever the order of
+    /// the keys: ascending runs, descending ones, going back, nulls, ids beyond the lanes, lanes
+    /// too long to shift, runs closing.
+    #[test]
+    fn lanes_number_groups_as_a_hash_table_does() {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = |bound: u64| {
             state = state
@@ -1112,39 +1161,44 @@ mod tests {
                 .wrapping_add(1);
             (state >> 33) % bound
         };
-        let mut lane_hits = 0;
-        for step in 0..200_000u64 {
-            if step % 50_000 == 0 {
-                with_lanes.close_run();
-                reference.clear();
-            }
+        let keys = (0..200_000u64).flat_map(|step| {
+            let close = (step % 50_000 == 0).then_some(None);
             let id = match next(100) {
                 0 => LANE_IDS + next(3) as i64,
                 1 => -1,
                 n => (n % 7) as i64,
             };
-            let value = match next(10) {
-                0 => next(400) as i64,
-                _ => ((step / 3) % 400) as i64,
+            // Ascending sweeps, descending ones, and jumps anywhere among 3,000 integers (so
+            // that lanes grow beyond what they shift).
+            let value = match (next(10), (step / 20_000) % 2) {
+                (0, _) => next(3_000) as i64,
+                (_, 0) => ((step / 3) % 400) as i64,
+                _ => 3_000 - ((step / 3) % 2_900) as i64,
             };
             let nulls = if next(50) == 0 { 1 + next(3) as u8 } else { 0 };
-            let mut key = InnerKey {
-                nulls,
-                ..InnerKey::default()
-            };
-            key.values[..2].copy_from_slice(&[id, value]);
-            let expected_new = !reference.contains_key(&key);
-            let expected = *reference.entry(key).or_insert_with(|| {
-                met += 1;
-                met - 1
-            });
-            let mut new = false;
-            let group = with_lanes.group_of(key, 1, || new = true);
-            assert_eq!(group, expected, "step {step}, key {key:?}");
-            assert_eq!(new, expected_new, "step {step}, key {key:?}");
-            lane_hits += usize::from(Lanes::id_of(&key).is_some() && !new);
-        }
-        assert!(lane_hits > 100_000, "{lane_hits} lane hits");
+            close.into_iter().chain([Some(key_of(id, value, nulls))])
+        });
+        let (found_again, hashed) = assert_groups_of(keys.collect::<Vec<_>>());
+        assert!(found_again > 100_000, "{found_again} keys found again");
+        assert!(hashed > 1_000, "{hashed} keys of long lanes hashed");
+    }
+
+    /// A lane that grew long keeps in the run's hash table the integers it did not take, even
+    /// once later integers make it longer still: no key gets a second group.
+    #[test]
+    fn long_lanes_keep_what_they_hashed() {
+        let sweep = |values: Vec<i64>| values.into_iter().map(|v| Some(key_of(3, v, 0)));
+        let keys = [None]
+            .into_iter()
+            .chain(sweep((0..2_000).rev().collect()))
+            .chain(sweep((2_000..4_000).collect()))
+            .chain(sweep((0..4_000).collect()))
+            .chain(sweep((0..4_000).rev().collect()));
+        let (found_again, hashed) = assert_groups_of(keys);
+        assert_eq!(found_again, 8_000);
+        // The run's first key has its own slot; the lane takes the next ones until it is
+        // long; the rest of the descending sweep is hashed, and found there in both later sweeps.
+        assert_eq!(hashed, 2 * (2_000 - 1 - LANE_SHIFTS_UP_TO));
     }
 
     #[tokio::test]
