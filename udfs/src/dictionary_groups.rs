@@ -38,9 +38,10 @@ use crate::operator::{
 };
 
 /// Replaces each partial `AggregateExec` over unsorted input (without grouping sets, limits or
-/// dynamic filters) whose group keys read only dictionary-encoded strings and integers, at least one dictionary
-/// and at most four columns, by a [`DictionaryGroupsExec`]. A projection right below the
-/// aggregation is folded into it, so that the keys are not computed for every row there either.
+/// dynamic filters) whose group keys read only dictionary-encoded strings and integers, at least
+/// one dictionary and at most four columns, by a [`DictionaryGroupsExec`]. A projection right
+/// below the aggregation is folded into it, so that the keys are not computed for every row
+/// there either.
 #[derive(Debug, Default)]
 pub struct DictionaryGroupsRule;
 
