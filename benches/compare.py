@@ -244,6 +244,8 @@ def main():
                      help="comma-separated: baseline, detect, write, drift and eval (iodrift alone)")
     run.add_argument("--baselines", type=Path,
                      help="lookups the detections use (default: iodrift's output of the baseline task)")
+    run.add_argument("--eval-days", type=int, default=2,
+                     help="the eval task's test days: the store's last N days (the lookups come from the days before)")
     run.add_argument("--generate", nargs=argparse.REMAINDER, default=None,
                      help="also time writing: `iodrift generate` with these flags (those the store was "
                           "generated with) against DuckDB rewriting the store's files; must come last")
@@ -357,10 +359,12 @@ def main():
 
 
 def run_eval(args, work, start, end, limit):
-    """`iodrift eval`'s hourly runs over the store's last two days (the default test days),
-    against lookups of every rule computed over the days before them (not timed), and its peer:
-    one full baseline of every rule over those two test days."""
-    test_start = end - timedelta(days=2)
+    """`iodrift eval`'s hourly runs over the store's last `--eval-days` days (two by default,
+    eval's own default test days), against lookups of every rule computed over the days before
+    them (not timed), and its peer: one full baseline of every rule over those test days."""
+    if not 0 < args.eval_days < (end - start).days:
+        sys.exit(f"--eval-days {args.eval_days}: the store holds {(end - start).days} days; the lookups need the days before the test days")
+    test_start = end - timedelta(days=args.eval_days)
     lookups = work / "eval-lookups"
     subprocess.run([args.iodrift, "baseline", "--full", "--rule", "all", "--store", str(args.store),
                     "--out", str(lookups), "--earliest", iso(start), "--latest", iso(test_start), *limit],
@@ -379,7 +383,7 @@ def run_eval(args, work, start, end, limit):
     median = {k: (statistics.median(s[0] for s in v), max(s[1] for s in v)) for k, v in samples.items()}
     rows = count_rows(args.store, test_start, end)
     return [
-        ("eval (48 hourly runs, every rule)", rows, *median["eval"],
+        (f"eval ({args.eval_days * 24} hourly runs, every rule)", rows, *median["eval"],
          "full baseline of every rule over the test days", median["baseline"][0], "at most 5"),
         ("full baseline of every rule over the test days", rows, *median["baseline"],
          "itself", median["baseline"][0], "peer"),

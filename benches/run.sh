@@ -2,7 +2,7 @@
 # Side-by-side benchmark of iodrift and DuckDB on one synthetic store (see benches/compare.py).
 #   benches/run.sh [--services N] [--replicas N] [--hours N] [--runs N] [--seed N]
 #                  [--engines iodrift,duckdb] [--memory-limit SIZE]
-#                  [--tasks baseline,detect,write,drift,eval] [--baselines DIR]
+#                  [--tasks baseline,detect,write,drift,eval] [--baselines DIR] [--eval-days N]
 # --baselines gives the detections lookups of your own (e.g. over one day of a 30-day store)
 # instead of the baseline task's output, so that --tasks detect runs alone.
 # Defaults: 220 Deployments x 3 replicas (~2,000 pods with DaemonSets, StatefulSets and Jobs), 168 hours.
@@ -10,15 +10,15 @@
 # (iodrift generating the store again against DuckDB rewriting its files, hour by hour); drift
 # (iodrift alone: its full baseline, its daily recomputation over stored hourly rollups and its
 # last-hour detection, against iodrift's ESCU tasks of the same run); eval (iodrift alone: the
-# backtest's 48 hourly runs over the last two days, against one full baseline of every rule over
-# those days; not in the default tasks).
+# backtest's hourly runs over the last --eval-days days (default 2), against one full baseline of
+# every rule over those days; not in the default tasks).
 # The store is generated once into ~/.cache/iodrift-bench and reused; DuckDB comes from PyPI
 # into a virtualenv there too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 services=220 replicas=3 hours=168 runs=3 seed=1 engines=iodrift,duckdb limit=() tasks=baseline,detect,write,drift
-lookups=()
+lookups=() eval_days=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --services) services=$2; shift 2 ;;
@@ -30,6 +30,7 @@ while [ $# -gt 0 ]; do
         --memory-limit) limit=(--memory-limit "$2"); shift 2 ;;
         --tasks) tasks=$2; shift 2 ;;
         --baselines) lookups=(--baselines "$(realpath "$2")"); shift 2 ;;
+        --eval-days) eval_days=(--eval-days "$2"); shift 2 ;;
         *) echo "unknown flag $1" >&2; exit 2 ;;
     esac
 done
@@ -59,5 +60,5 @@ fi
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -srm)"
 "$cache/venv/bin/python" benches/compare.py run --iodrift "$iodrift" --store "$store" --runs "$runs" \
-    --engines "$engines" "${limit[@]}" --tasks "$tasks" "${lookups[@]}" --generate --services "$services" --replicas "$replicas" \
+    --engines "$engines" "${limit[@]}" --tasks "$tasks" "${lookups[@]}" "${eval_days[@]}" --generate --services "$services" --replicas "$replicas" \
     --hours "$hours" --seed "$seed" --start 2026-03-01T00:00:00Z

@@ -6,7 +6,7 @@ mod scenario;
 mod topology;
 mod traffic;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -263,6 +263,7 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
         }
         periodic_work(cluster, pods, start, end, &mut rng);
     }
+    let members: Vec<Members> = clusters.iter().map(Members::of).collect();
     let mut place = |kind: ScenarioKind, during: std::ops::Range<i64>, rng: &mut ChaCha8Rng| {
         let cluster = rng.random_range(0..clusters.len());
         let pods = &clusters[cluster].pods;
@@ -277,26 +278,17 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
         match kind {
             ScenarioKind::Surge => {
                 // Every replica of one Deployment that has two or more through the stretch.
-                let mut workloads: Vec<&str> = pods
-                    .iter()
-                    .filter(|p| p.workload == Workload::Deployment)
-                    .map(|p| iodrift_udfs::workload_name(&p.name, ""))
-                    .collect();
-                workloads.sort_unstable();
-                workloads.dedup();
-                let members = |w: &str| -> Vec<usize> {
-                    (0..pods.len())
-                        .filter(|&i| {
-                            iodrift_udfs::workload_name(&pods[i].name, "") == w
-                                && pods[i].workload == Workload::Deployment
-                                && pods[i].alive.start < during.end
-                                && pods[i].alive.end > during.start
-                        })
-                        .collect()
-                };
-                let eligible: Vec<Vec<usize>> = workloads
-                    .iter()
-                    .map(|w| members(w))
+                let eligible: Vec<Vec<usize>> = members[cluster]
+                    .deployments
+                    .values()
+                    .map(|all| {
+                        all.iter()
+                            .copied()
+                            .filter(|&i| {
+                                pods[i].alive.start < during.end && pods[i].alive.end > during.start
+                            })
+                            .collect::<Vec<usize>>()
+                    })
                     .filter(|m| m.len() >= 2)
                     .collect();
                 if eligible.is_empty() {
@@ -312,16 +304,14 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
                 // A CronJob's runs take at most one attack in any three days, so most of its
                 // history stays clean, as a real one's would (an hourly backup attacked in most
                 // of its runs teaches every baseline that the attack is its normal).
-                let cronjob = |i: usize| iodrift_udfs::workload_name(&pods[i].name, "");
                 let attacked_near = |i: usize| {
-                    (0..pods.len()).any(|j| {
-                        pods[j].workload == Workload::CronJob
-                            && cronjob(j) == cronjob(i)
-                            && plan[cluster][j].iter().any(|injection| {
-                                injection.kind == ScenarioKind::JobExfiltration
-                                    && injection.during.start < pods[i].alive.end + 3 * DAY_MS
-                                    && injection.during.end + 3 * DAY_MS > pods[i].alive.start
-                            })
+                    let runs = members[cluster].cronjobs.get(members[cluster].workload[i]);
+                    runs.into_iter().flatten().any(|&j| {
+                        plan[cluster][j].iter().any(|injection| {
+                            injection.kind == ScenarioKind::JobExfiltration
+                                && injection.during.start < pods[i].alive.end + 3 * DAY_MS
+                                && injection.during.end + 3 * DAY_MS > pods[i].alive.start
+                        })
                     })
                 };
                 let candidates: Vec<usize> = (0..pods.len())
@@ -432,6 +422,40 @@ fn plan_scenarios(spec: &Spec, clusters: &[Cluster]) -> Vec<Vec<Vec<Injection>>>
         }
     }
     plan
+}
+
+/// A cluster's pods by workload, computed once so that placing a scenario does not scan every
+/// pod of the history for each workload (quadratic in the pods of a 30-day store).
+struct Members<'a> {
+    workload: Vec<&'a str>,
+    /// Deployment pods by workload name, in name order, each list in pod order.
+    deployments: BTreeMap<&'a str, Vec<usize>>,
+    /// CronJob pods (the runs) by CronJob name, in pod order.
+    cronjobs: HashMap<&'a str, Vec<usize>>,
+}
+
+impl<'a> Members<'a> {
+    fn of(cluster: &'a Cluster) -> Members<'a> {
+        let workload: Vec<&str> = cluster
+            .pods
+            .iter()
+            .map(|p| iodrift_udfs::workload_name(&p.name, ""))
+            .collect();
+        let mut deployments: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut cronjobs: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, pod) in cluster.pods.iter().enumerate() {
+            match pod.workload {
+                Workload::Deployment => deployments.entry(workload[i]).or_default().push(i),
+                Workload::CronJob => cronjobs.entry(workload[i]).or_default().push(i),
+                _ => {}
+            }
+        }
+        Members {
+            workload,
+            deployments,
+            cronjobs,
+        }
+    }
 }
 
 /// The work that the history shows every day: a nightly backup of each cluster's primary
