@@ -223,6 +223,7 @@ pub struct DetectArgs {
     pub now: NowArg,
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// How findings are written; `ocsf`: OCSF 1.1 Detection Findings, one JSON object per line.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     /// Write the findings to FILE or s3://bucket/key (whole or not at all) instead of
@@ -331,6 +332,8 @@ pub struct EvalArgs {
     /// Last hourly run (default: the labels' end).
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub to: Option<String>,
+    /// How the scores are written; `ocsf` writes every run's findings instead, as OCSF 1.1
+    /// Detection Findings one per line, and the scores as a table on standard error.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     #[command(flatten)]

@@ -7,6 +7,7 @@ use datafusion::common::TableReference;
 use crate::error::{Error, Result};
 use crate::finding;
 use crate::location::Location;
+use crate::output::{Format, write_batches};
 use crate::rule::{Rule, Rules};
 use crate::session::{Engine, Held, Session, SessionBuilder};
 use crate::store::Store;
@@ -70,5 +71,24 @@ impl Detection {
     /// The findings of `rules` that pass `filter`, in the findings' order.
     pub async fn findings(&self, rules: &[Rule], filter: Option<&str>) -> Result<Vec<RecordBatch>> {
         finding::batches(&self.session, rules, filter).await
+    }
+
+    /// `findings` (of `rules`, from [`Detection::findings`]) written in `format`. OCSF events
+    /// also read each finding's pod and evidence from the detection's window.
+    pub async fn render(
+        &self,
+        rules: &[Rule],
+        findings: &[RecordBatch],
+        format: Format,
+    ) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        match format {
+            Format::Ocsf => {
+                let events = crate::ocsf::events(&self.session, rules, findings).await?;
+                crate::ocsf::write(&mut bytes, &events)?;
+            }
+            format => write_batches(&mut bytes, findings, format)?,
+        }
+        Ok(bytes)
     }
 }

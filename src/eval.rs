@@ -69,6 +69,8 @@ pub struct Tally {
     findable: BTreeSet<usize>,
     /// Every rule scored, even one without a finding.
     rules: BTreeSet<String>,
+    /// With [`backtest`]'s `ocsf`, every run's findings as OCSF Detection Findings, in run order.
+    pub events: Vec<serde_json::Value>,
 }
 
 fn scenario_name(label: &Label) -> String {
@@ -219,7 +221,7 @@ impl Tally {
 
 /// Replays the hourly detection at each of `runs` (ESCU's window: -70m@m to -10m@m) over
 /// `store` with the lookups in `baselines`, read once for every run, and tallies each rule's
-/// findings against `labels`.
+/// findings against `labels`; with `ocsf`, keeps them as OCSF Detection Findings too.
 pub async fn backtest(
     store: &Store,
     labels: &Labels,
@@ -227,6 +229,7 @@ pub async fn backtest(
     baselines: &Location,
     runs: &[DateTime<Utc>],
     engine: &Engine,
+    ocsf: bool,
 ) -> Result<Tally> {
     let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
     let all = Rules::of(rules);
@@ -246,8 +249,13 @@ pub async fn backtest(
             .hold(Held::DetectionViews)
             .build()
             .await?;
-        let findings = crate::finding::collect(&session, rules, None).await?;
+        let batches = crate::finding::batches(&session, rules, None).await?;
+        let findings = crate::finding::from_batches(&batches)?;
         tally.score(labels, &names, &window, &findings);
+        if ocsf {
+            let events = crate::ocsf::events(&session, rules, &batches).await?;
+            tally.events.extend(events);
+        }
     }
     Ok(tally)
 }

@@ -147,9 +147,13 @@ pub async fn collect(
     rules: &[Rule],
     filter: Option<&str>,
 ) -> Result<Vec<Finding>> {
-    let batches = batches(session, rules, filter).await?;
+    from_batches(&batches(session, rules, filter).await?)
+}
+
+/// The rows of `findings` views as [`Finding`]s.
+pub fn from_batches(batches: &[RecordBatch]) -> Result<Vec<Finding>> {
     let mut json = Vec::new();
-    crate::output::write_batches(&mut json, &batches, crate::output::Format::Json)?;
+    crate::output::write_batches(&mut json, batches, crate::output::Format::Json)?;
     serde_json::from_slice(&json)
         .map_err(|e| Error::Usage(format!("findings do not read back as findings: {e}")))
 }

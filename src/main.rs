@@ -292,7 +292,8 @@ async fn detect(args: DetectArgs, rules: &RulesArg, s3: &S3Options) -> Result<()
     )
     .await?;
     let findings = detection.findings(&rules, args.filter.as_deref()).await?;
-    write_findings(&findings, args.format, output.as_ref()).await?;
+    let bytes = detection.render(&rules, &findings, args.format).await?;
+    write_output(&bytes, output.as_ref()).await?;
     let count: usize = findings.iter().map(RecordBatch::num_rows).sum();
     eprintln!(
         "{count} findings from {} over [{}, {})",
@@ -312,23 +313,15 @@ async fn detect(args: DetectArgs, rules: &RulesArg, s3: &S3Options) -> Result<()
     Ok(())
 }
 
-/// Writes findings as `format` to `output` (whole or not at all), or to standard output.
-async fn write_findings(
-    findings: &[RecordBatch],
-    format: Format,
-    output: Option<&Location>,
-) -> Result<()> {
+/// Writes `bytes` to `output` (whole or not at all), or to standard output.
+async fn write_output(bytes: &[u8], output: Option<&Location>) -> Result<()> {
     match output {
-        Some(output) => {
-            output
-                .write("", |file| {
-                    write_batches(file, findings, format).map_err(std::io::Error::other)
-                })
-                .await
-        }
+        Some(output) => output.write("", |file| file.write_all(bytes)).await,
         None => {
             let mut stdout = Stdout::lock();
-            write_batches(&mut stdout, findings, format)?;
+            stdout
+                .write_all(bytes)
+                .map_err(Error::io("standard output"))?;
             stdout.flush().map_err(Error::io("standard output"))
         }
     }
@@ -547,7 +540,8 @@ async fn demo(args: DemoArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
     )
     .await?;
     let findings = detection.findings(&rules, None).await?;
-    write_findings(&findings, Format::Json, Some(&place(&findings_path)?)).await?;
+    let bytes = detection.render(&rules, &findings, Format::Json).await?;
+    write_output(&bytes, Some(&place(&findings_path)?)).await?;
     eprintln!(
         "{} findings from {} over [{}, {})",
         findings.iter().map(RecordBatch::num_rows).sum::<usize>(),
@@ -728,10 +722,21 @@ async fn eval(args: EvalArgs, rules: &RulesArg, s3: &S3Options) -> Result<()> {
         &baselines,
         &runs,
         &args.engine.engine(),
+        args.format == Format::Ocsf,
     )
     .await?;
     let test_days = (to - from).num_seconds() as f64 / 86_400.0;
     let batch = scores_batch(&tally.scores(&labels, test_days))?;
+    if args.format == Format::Ocsf {
+        // The findings go to standard output, for a SIEM; the scores to the terminal.
+        let mut stdout = Stdout::lock();
+        iodrift::ocsf::write(&mut stdout, &tally.events)?;
+        stdout.flush().map_err(Error::io("standard output"))?;
+        let mut scores = Vec::new();
+        write_batches(&mut scores, &[batch], Format::Table)?;
+        eprint!("{}", String::from_utf8_lossy(&scores));
+        return Ok(());
+    }
     write_batches(&mut Stdout::lock(), &[batch], args.format)
 }
 

@@ -22,13 +22,16 @@ pub enum Format {
     Csv,
     Json,
     Ndjson,
+    /// OCSF 1.1 Detection Findings, one JSON object per line: findings only (`detect`, `eval`,
+    /// the schedule), written by [`crate::ocsf`].
+    Ocsf,
 }
 
 impl Format {
     /// Parses a format name as `--format` does, for the REPL's `\format`.
     pub fn parse(text: &str) -> std::result::Result<Format, String> {
         <Format as ValueEnum>::from_str(text, true)
-            .map_err(|_| format!("unknown format {text:?}: table, csv, json or ndjson"))
+            .map_err(|_| format!("unknown format {text:?}: table, csv, json, ndjson or ocsf"))
     }
 }
 
@@ -133,6 +136,11 @@ pub fn write_batches(out: &mut dyn Write, batches: &[RecordBatch], format: Forma
             }
             writer.finish().map_err(fail)
         }
+        Format::Ocsf => Err(Error::Usage(
+            "--format ocsf writes findings (detect, eval, the schedule); query results have no \
+             OCSF form"
+                .into(),
+        )),
     }
 }
 

@@ -142,7 +142,16 @@ impl Repl {
                 println!("Timing is {}.", if self.timing { "on" } else { "off" });
             }
             ("\\format", Some(format)) => {
-                self.format = Format::parse(format).map_err(Error::Usage)?;
+                self.format = match Format::parse(format).map_err(Error::Usage)? {
+                    Format::Ocsf => {
+                        return Err(Error::Usage(
+                            "ocsf is a format of findings (detect, eval, the schedule), not of \
+                             query results"
+                                .into(),
+                        ));
+                    }
+                    format => format,
+                };
             }
             ("\\format", None) => println!("{:?}", self.format),
             ("\\i", Some(file)) => self.run_file(&PathBuf::from(file)).await?,

@@ -61,6 +61,15 @@ pub struct RuleSpec {
     pub risk_message: String,
     /// MITRE ATT&CK ids, comma-separated.
     pub mitre_attack_id: String,
+    /// How sure a finding is, from 0 to 100 (ESCU's `confidence`), where the manifest says.
+    pub confidence: Option<u8>,
+    /// What kind of analytic the rule is (OCSF's `analytic.type_id`).
+    pub analytic_type: AnalyticType,
+    /// The name a SIEM knows the detection by (`search_name` of its risk events):
+    /// `iodrift - <rule> - Rule` unless the manifest names it.
+    pub search_name: String,
+    /// The analytic stories the detection belongs to (ESCU's `analytic_story`).
+    pub analytic_stories: Vec<String>,
     /// How many anomalous buckets a pod needs in a window for a finding.
     pub min_buckets: i64,
     /// A view of the rule listing what it could not score in the window (too little history):
@@ -69,6 +78,9 @@ pub struct RuleSpec {
     /// Views a detection computes once, on first use, and holds in memory for the rest of its
     /// run, instead of once per reference (a view read by several others).
     pub materialize: Vec<String>,
+    /// A view of what each finding's measures did against the baseline (one row per pod and
+    /// measure that fired; see rules/README.md): the anomaly analyses of the OCSF output.
+    pub evidence: Option<String>,
     /// The baseline tables the rule writes and reads.
     pub tables: Vec<Arc<Table>>,
     /// The default schedule of its jobs.
@@ -122,6 +134,17 @@ pub struct Table {
 pub struct Column {
     pub name: String,
     pub kind: ColumnKind,
+}
+
+/// OCSF's analytic types (`analytic.type_id`), as a manifest names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnalyticType {
+    Rule,
+    Behavioral,
+    #[default]
+    Statistical,
+    Learning,
 }
 
 /// The types a baseline column may have.
@@ -233,6 +256,14 @@ struct RiskFile {
     score: i64,
     message: String,
     mitre_attack_ids: Vec<String>,
+    #[serde(default)]
+    confidence: Option<u8>,
+    #[serde(default)]
+    analytic_type: AnalyticType,
+    #[serde(default)]
+    search_name: Option<String>,
+    #[serde(default)]
+    analytic_stories: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +274,8 @@ struct DetectionFile {
     unscored: Option<String>,
     #[serde(default)]
     materialize: Vec<String>,
+    #[serde(default)]
+    evidence: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -466,6 +499,9 @@ impl Rule {
         if file.detection.min_buckets < 1 {
             return Err(bad("detection.min_buckets: must be at least 1".into()));
         }
+        if file.risk.confidence.is_some_and(|c| c > 100) {
+            return Err(bad("risk.confidence: from 0 to 100".into()));
+        }
         if file.risk.mitre_attack_ids.is_empty() {
             return Err(bad("risk.mitre_attack_ids: names no technique".into()));
         }
@@ -581,6 +617,8 @@ impl Rule {
                 .map(|b| format!("{b:02x}"))
                 .collect()
         };
+        let search_name = (file.risk.search_name.clone())
+            .unwrap_or_else(|| format!("iodrift - {} - Rule", file.name));
         Ok(Rule(Arc::new(RuleSpec {
             name: file.name,
             title: file.title,
@@ -590,9 +628,14 @@ impl Rule {
             risk_score: file.risk.score,
             risk_message: file.risk.message,
             mitre_attack_id: file.risk.mitre_attack_ids.join(","),
+            confidence: file.risk.confidence,
+            analytic_type: file.risk.analytic_type,
+            search_name,
+            analytic_stories: file.risk.analytic_stories,
             min_buckets: file.detection.min_buckets,
             unscored: file.detection.unscored,
             materialize: file.detection.materialize,
+            evidence: file.detection.evidence,
             tables,
             schedule: file.schedule,
             digest,

@@ -314,3 +314,27 @@ SELECT
 FROM persistent AS p
 JOIN episodes AS e
   ON e.cluster = p.cluster AND e.pod = p.pod AND e.measure = p.measure;
+
+-- Each finding's measures against their reference (the OCSF output's anomaly analyses), from
+-- `episodes`, in the measure's own units: bytes per 10 s bucket, or the outbound:inbound ratio.
+-- Volumes are judged upwards only; the balance has a lower edge when it fell.
+CREATE OR REPLACE VIEW evidence AS
+SELECT
+    cluster,
+    pod,
+    measure,
+    buckets,
+    first_bucket,
+    last_bucket,
+    observed,
+    CASE WHEN measure = 'outbound:inbound' THEN power(2, expected) ELSE power(2, expected) - 1 END AS expected,
+    CASE WHEN excess < 0 THEN power(2, band_edge) END AS lower,
+    CASE WHEN excess > 0 THEN
+        CASE WHEN measure = 'outbound:inbound' THEN power(2, band_edge) ELSE power(2, band_edge) - 1 END
+    END AS upper,
+    concat(
+        'drift_baseline ', reference,
+        CASE WHEN reference_slot < 0 THEN ' over all hours' ELSE concat(' at ', CAST(reference_slot AS VARCHAR), ':00 UTC') END,
+        ' with ', CAST(history AS VARCHAR), ' spans'
+    ) AS reference
+FROM episodes;

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::location::{Location, S3Options};
 use crate::output::Format;
 use crate::rule::{self, JobDefaults, Rule, Rules};
+use crate::security_lake::CustomSource;
 use crate::time::{Window, resolve};
 
 /// The file as written; [`Config::load`] checks it and resolves its paths.
@@ -37,6 +38,17 @@ struct ConfigFile {
     baseline: JobTable,
     #[serde(default)]
     detect: JobTable,
+    security_lake: Option<SecurityLakeTable>,
+}
+
+/// `[security_lake]`: an Amazon Security Lake custom source that the detections also write to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityLakeTable {
+    /// The source's location as Security Lake shows it: `s3://<bucket>/ext/<source>`.
+    location: String,
+    region: String,
+    account_id: String,
 }
 
 /// `[rollup]`, `[baseline]` or `[detect]`: every key optional.
@@ -122,6 +134,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// Where the jobs' queries run: `memory_limit`, and `cluster` (a Ballista scheduler).
     pub engine: crate::session::Engine,
+    /// The Security Lake custom source every detection's findings also go to, as OCSF.
+    pub security_lake: Option<CustomSource>,
     /// How long a runner's claim on the store lasts without renewal.
     pub lease: Duration,
     /// Enabled jobs, rollups first and baselines next: at equal times a baseline merges the
@@ -250,7 +264,28 @@ impl Config {
                 jobs.push(job);
             }
         }
+        let security_lake = match &file.security_lake {
+            None => None,
+            Some(lake) => {
+                let partition = |key: &str, value: &str| {
+                    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+                    if value.is_empty() || !value.chars().all(allowed) {
+                        return Err(fail(format!(
+                            "security_lake.{key}: {value:?} is not a partition value (letters, \
+                             digits, '-' and '_')"
+                        )));
+                    }
+                    Ok(value.to_string())
+                };
+                Some(CustomSource {
+                    location: place("security_lake.location", &lake.location)?,
+                    region: partition("region", &lake.region)?,
+                    account_id: partition("account_id", &lake.account_id)?,
+                })
+            }
+        };
         Ok(Config {
+            security_lake,
             path: path.to_path_buf(),
             store: place("store", &file.store)?,
             baselines: place("baselines", &file.baselines)?,
@@ -536,6 +571,16 @@ mod tests {
             (
                 "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n[baseline]\nfilter = \"x\"\n",
                 "[detect]",
+            ),
+            (
+                "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n[security_lake]\n\
+                 location = \"lake\"\nregion = \"us/east\"\naccount_id = \"1\"\n",
+                "security_lake.region",
+            ),
+            (
+                "store = \"s\"\nbaselines = \"b\"\nfindings = \"f\"\n[security_lake]\n\
+                 location = \"lake\"\nregion = \"us-east-1\"\n",
+                "missing field `account_id`",
             ),
         ] {
             let (_dir, path) = write(text);

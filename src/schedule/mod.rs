@@ -16,7 +16,7 @@ pub use state::JobState;
 
 use crate::detect::Detection;
 use crate::error::{Error, Result};
-use crate::output::{Format, write_batches};
+use crate::output::Format;
 use crate::rule::Rule;
 use crate::store::Store;
 use crate::time::{Window, rfc3339};
@@ -114,15 +114,7 @@ async fn run(config: &Config, job: &Job, time: DateTime<Utc>) -> Result<Run> {
         Task::Rollup => rollup(config, &job.rules, store, window).await?,
         Task::Baseline { full } => baseline(config, &job.rules, store, window, *full).await?,
         Task::Detect { filter, format } => {
-            detect(
-                config,
-                &job.rules,
-                store,
-                window,
-                filter.as_deref(),
-                *format,
-            )
-            .await?
+            detect(config, job, store, window, filter.as_deref(), *format).await?
         }
     };
     Ok(Run {
@@ -198,14 +190,17 @@ async fn baseline(
     Ok(outputs)
 }
 
+/// Writes each rule's findings over the window to its object under `findings`, and with
+/// `[security_lake]` all of them as one custom-source object.
 async fn detect(
     config: &Config,
-    rules: &[Rule],
+    job: &Job,
     store: Store,
     window: Window,
     filter: Option<&str>,
     format: Format,
 ) -> Result<Vec<Output>> {
+    let rules = &job.rules;
     let detection = Detection::open(
         store,
         window,
@@ -222,16 +217,22 @@ async fn detect(
         .filter_map(|file| file.statistics.as_ref()?.num_rows.get_value().copied())
         .sum();
     let mut outputs = Vec::new();
+    let mut events = Vec::new();
     for rule in rules {
         let findings = detection
             .findings(std::slice::from_ref(rule), filter)
             .await?;
         let relative = findings_object(rule, &window, format);
+        let bytes = detection
+            .render(std::slice::from_ref(rule), &findings, format)
+            .await?;
+        if config.security_lake.is_some() {
+            let rule = std::slice::from_ref(rule);
+            events.extend(crate::ocsf::events(session, rule, &findings).await?);
+        }
         config
             .findings
-            .write(&relative, |file| {
-                write_batches(file, &findings, format).map_err(std::io::Error::other)
-            })
+            .write(&relative, |file| file.write_all(&bytes))
             .await?;
         let rows = findings.iter().map(RecordBatch::num_rows).sum();
         let object = config.findings.display_at(&relative);
@@ -249,6 +250,23 @@ async fn detect(
             object,
         });
     }
+    if let Some(lake) = &config.security_lake {
+        let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+        let name = format!(
+            "{}_{}_{}",
+            job.name,
+            stamp(window.earliest),
+            stamp(window.latest)
+        );
+        if let Some(object) = lake.write(&events, window.latest, &name).await? {
+            tracing::info!(findings = events.len(), %object, "Security Lake object written");
+            outputs.push(Output {
+                rule: "security_lake".into(),
+                rows: events.len(),
+                object,
+            });
+        }
+    }
     Ok(outputs)
 }
 
@@ -260,6 +278,7 @@ pub fn findings_object(rule: &Rule, window: &Window, format: Format) -> String {
         Format::Csv => "csv",
         Format::Json => "json",
         Format::Ndjson => "ndjson",
+        Format::Ocsf => "ocsf.json",
     };
     let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
     format!(
