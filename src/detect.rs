@@ -2,7 +2,6 @@
 //! location, after the user's filter. One session serves every rule of a detection.
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::common::TableReference;
 
 use crate::error::{Error, Result};
 use crate::finding;
@@ -54,15 +53,7 @@ impl Detection {
                 continue;
             };
             let context = || Error::query(format!("count {}.{view}", rule.namespace));
-            let frame = self
-                .session
-                .ctx
-                .table(TableReference::partial(
-                    rule.namespace.as_str(),
-                    view.as_str(),
-                ))
-                .await
-                .map_err(context())?;
+            let frame = (self.session.rule_view(rule, view).await).map_err(context())?;
             counts.push((rule.name.clone(), frame.count().await.map_err(context())?));
         }
         Ok(counts)
@@ -84,7 +75,8 @@ impl Detection {
         let mut bytes = Vec::new();
         match format {
             Format::Ocsf => {
-                let events = crate::ocsf::events(&self.session, rules, findings).await?;
+                let findings = finding::from_batches(findings)?;
+                let events = crate::ocsf::events(&self.session, rules, &findings).await?;
                 crate::ocsf::write(&mut bytes, &events)?;
             }
             format => write_batches(&mut bytes, findings, format)?,

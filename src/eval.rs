@@ -253,7 +253,7 @@ pub async fn backtest(
         let findings = crate::finding::from_batches(&batches)?;
         tally.score(labels, &names, &window, &findings);
         if ocsf {
-            let events = crate::ocsf::events(&session, rules, &batches).await?;
+            let events = crate::ocsf::events(&session, rules, &findings).await?;
             tally.events.extend(events);
         }
     }

@@ -10,7 +10,6 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
     DataType, Float64Type, Int64Type, TimeUnit, TimestampMillisecondType,
 };
-use datafusion::common::TableReference;
 use datafusion::prelude::{col, lit};
 
 use crate::error::{Error, Result};
@@ -146,14 +145,7 @@ async fn rule_evidence(session: &Session, rule: &Rule) -> Result<Vec<(String, St
         return Ok(Vec::new());
     };
     let context = || Error::query(format!("read {}.{view}", rule.namespace));
-    let frame = session
-        .ctx
-        .table(TableReference::partial(
-            rule.namespace.as_str(),
-            view.as_str(),
-        ))
-        .await
-        .map_err(context())?;
+    let frame = session.rule_view(rule, view).await.map_err(context())?;
     let batches = frame.collect().await.map_err(context())?;
     let mut rows = Vec::new();
     for batch in &batches {

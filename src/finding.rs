@@ -2,7 +2,6 @@
 //! that selects them from the `findings` view for the chosen rules, window and `--filter`.
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::logical_expr::{Expr, SortExpr};
 use datafusion::prelude::{DataFrame, lit};
@@ -43,8 +42,10 @@ pub async fn query(session: &Session, rule: &Rule, filter: Option<&str>) -> Resu
     let window = session
         .window
         .ok_or_else(|| Error::Usage("findings need a window".into()))?;
-    let view = TableReference::partial(rule.namespace.as_str(), "findings");
-    let findings = session.ctx.table(view).await.map_err(context())?;
+    let findings = session
+        .rule_view(rule, "findings")
+        .await
+        .map_err(context())?;
     let mut selected = findings
         .with_column("window_start", lit(rfc3339(window.earliest)))
         .map_err(context())?

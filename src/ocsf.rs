@@ -8,7 +8,6 @@
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
-use datafusion::arrow::array::RecordBatch;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
@@ -26,14 +25,9 @@ const CLASS_UID: i64 = 2004;
 const CATEGORY_UID: i64 = 2;
 const ACTIVITY_CREATE: i64 = 1;
 
-/// The events of the findings in `batches` (rows of `findings` views), found in `session`.
-pub async fn events(
-    session: &Session,
-    rules: &[Rule],
-    batches: &[RecordBatch],
-) -> Result<Vec<Value>> {
-    let findings = crate::finding::from_batches(batches)?;
-    let contexts = contexts(session, rules, &findings).await?;
+/// The events of `findings` (of `rules`), found in `session`, in their order.
+pub async fn events(session: &Session, rules: &[Rule], findings: &[Finding]) -> Result<Vec<Value>> {
+    let contexts = contexts(session, rules, findings).await?;
     findings
         .iter()
         .zip(&contexts)

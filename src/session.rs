@@ -264,6 +264,16 @@ pub async fn read_baseline(
 }
 
 impl Session {
+    /// The view `view` of `rule`'s schema (its findings, or a view its manifest names).
+    pub async fn rule_view(&self, rule: &Rule, view: &str) -> datafusion::error::Result<DataFrame> {
+        self.ctx
+            .table(datafusion::common::TableReference::partial(
+                rule.namespace.as_str(),
+                view,
+            ))
+            .await
+    }
+
     /// Warns (once, on standard error) about hours of the window that hold no files.
     pub fn warn_about_empty_hours(&self) {
         let empty = &self.scan.empty_hours;

@@ -216,25 +216,46 @@ async fn detect(
         .files()
         .filter_map(|file| file.statistics.as_ref()?.num_rows.get_value().copied())
         .sum();
-    let mut outputs = Vec::new();
-    let mut events = Vec::new();
+    let mut found = Vec::with_capacity(rules.len());
     for rule in rules {
-        let findings = detection
-            .findings(std::slice::from_ref(rule), filter)
-            .await?;
-        let relative = findings_object(rule, &window, format);
-        let bytes = detection
-            .render(std::slice::from_ref(rule), &findings, format)
-            .await?;
-        if config.security_lake.is_some() {
-            let rule = std::slice::from_ref(rule);
-            events.extend(crate::ocsf::events(session, rule, &findings).await?);
+        found.push(
+            detection
+                .findings(std::slice::from_ref(rule), filter)
+                .await?,
+        );
+    }
+    // Every rule's OCSF events at once: the findings' pods are read from the window once.
+    let events = if format == Format::Ocsf || config.security_lake.is_some() {
+        let mut findings = Vec::new();
+        for batches in &found {
+            findings.extend(crate::finding::from_batches(batches)?);
         }
+        crate::ocsf::events(session, rules, &findings).await?
+    } else {
+        Vec::new()
+    };
+    let mut outputs = Vec::new();
+    let mut first_event = 0;
+    for (rule, findings) in rules.iter().zip(&found) {
+        let rows: usize = findings.iter().map(RecordBatch::num_rows).sum();
+        let relative = findings_object(rule, &window, format);
+        let bytes = match format {
+            Format::Ocsf => {
+                let mut bytes = Vec::new();
+                crate::ocsf::write(&mut bytes, &events[first_event..first_event + rows])?;
+                bytes
+            }
+            format => {
+                detection
+                    .render(std::slice::from_ref(rule), findings, format)
+                    .await?
+            }
+        };
+        first_event += rows;
         config
             .findings
             .write(&relative, |file| file.write_all(&bytes))
             .await?;
-        let rows = findings.iter().map(RecordBatch::num_rows).sum();
         let object = config.findings.display_at(&relative);
         tracing::info!(
             rule = rule.name.as_str(),
